@@ -1,0 +1,1 @@
+"""Plug-ins: ``sources`` turn what senders send into CloudEvents, ``actions`` verify deployments."""

@@ -1,0 +1,1 @@
+"""Actions that rules dispatch: smoke tests and verifications. Each module registers itself."""

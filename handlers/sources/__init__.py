@@ -1,0 +1,3 @@
+"""Webhook and watch sources. Importing this package registers every source with the core."""
+
+from handlers.sources import github, gitlab  # noqa: F401  (registration by import)

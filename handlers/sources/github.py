@@ -1,0 +1,184 @@
+"""GitHub webhooks: ``X-Hub-Signature-256`` verification and normalization to CloudEvents.
+
+One delivery becomes one CloudEvent of type ``com.github.<X-GitHub-Event>[.<action>]`` whose id is
+``X-GitHub-Delivery`` (stable across GitHub's redeliveries, so JetStream deduplicates them), plus a
+CDEvents translation for the events that say something about delivery: ``workflow_run`` ->
+``pipelinerun.*`` and a container ``registry_package``/``package`` publish -> ``artifact.published``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Callable
+
+from router import auth, cdevents, errors, event_types, events
+from router.registry import Delivery, registry
+from router.settings import Settings
+from handlers.sources.payload import dig, first
+
+log = logging.getLogger(__name__)
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+# Per event: where the subject (ref, sha or environment) and the occurrence time live.
+_SUBJECT: dict[str, tuple[tuple[str, ...], ...]] = {
+    "push": (("ref",),),
+    "create": (("ref",),),
+    "delete": (("ref",),),
+    "workflow_run": (("workflow_run", "head_sha"),),
+    "workflow_job": (("workflow_job", "head_sha"),),
+    "check_suite": (("check_suite", "head_sha"),),
+    "check_run": (("check_run", "head_sha"),),
+    "deployment": (("deployment", "environment"),),
+    "deployment_status": (("deployment", "environment"), ("deployment_status", "environment")),
+    "status": (("sha",),),
+    "release": (("release", "tag_name"),),
+    "registry_package": (("registry_package", "package_version", "container_metadata", "tag", "name"),
+                         ("registry_package", "package_version", "version")),
+    "package": (("package", "package_version", "container_metadata", "tag", "name"),
+                ("package", "package_version", "version")),
+    "pull_request": (("pull_request", "head", "sha"),),
+}
+_TIME: dict[str, tuple[tuple[str, ...], ...]] = {
+    "push": (("head_commit", "timestamp"),),
+    "workflow_run": (("workflow_run", "updated_at"),),
+    "workflow_job": (("workflow_job", "completed_at"), ("workflow_job", "started_at")),
+    "check_suite": (("check_suite", "updated_at"),),
+    "check_run": (("check_run", "completed_at"), ("check_run", "started_at")),
+    "deployment": (("deployment", "updated_at"),),
+    "deployment_status": (("deployment_status", "updated_at"), ("deployment_status", "created_at")),
+    "status": (("updated_at",),),
+    "release": (("release", "published_at"), ("release", "created_at")),
+    "registry_package": (("registry_package", "package_version", "updated_at"),
+                         ("registry_package", "updated_at")),
+    "package": (("package", "package_version", "updated_at"), ("package", "updated_at")),
+    "pull_request": (("pull_request", "updated_at"),),
+}
+
+_WORKFLOW_RUN_STAGE = {
+    "requested": event_types.PIPELINERUN_QUEUED,
+    "in_progress": event_types.PIPELINERUN_STARTED,
+    "completed": event_types.PIPELINERUN_FINISHED,
+}
+_CONCLUSION_OUTCOME = {
+    "success": "success", "neutral": "success",
+    "failure": "failure", "timed_out": "failure", "startup_failure": "failure",
+    "cancelled": "cancel", "skipped": "cancel", "stale": "cancel",
+}
+
+
+@registry.webhook_source("github")
+class GithubSource:
+    def __init__(self, settings: Settings) -> None:
+        self.secrets = settings.github.secrets
+
+    def delivery_id(self, delivery: Delivery) -> str:
+        return delivery.headers.get("X-GitHub-Delivery", "")
+
+    def authenticate(self, delivery: Delivery) -> None:
+        if not self.secrets:
+            raise errors.Unauthorized("no GitHub webhook secret is configured (github.secrets)")
+        header = delivery.headers.get("X-Hub-Signature-256")
+        if not header:
+            raise errors.Unauthorized("missing X-Hub-Signature-256 header")
+        scheme, _, signature = header.partition("=")
+        if scheme != "sha256" or not signature:
+            raise errors.Unauthorized("X-Hub-Signature-256 must look like sha256=<hex>")
+        if not auth.hmac_sha256_matches(delivery.body, signature, self.secrets):
+            raise errors.Unauthorized("X-Hub-Signature-256 does not match any configured secret")
+
+    def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
+        name = delivery.headers.get("X-GitHub-Event")
+        if not name:
+            raise errors.BadRequest("missing X-GitHub-Event header", field="X-GitHub-Event")
+        delivery_id = self.delivery_id(delivery)
+        if not delivery_id:
+            raise errors.BadRequest("missing X-GitHub-Delivery header", field="X-GitHub-Delivery")
+        try:
+            payload = json.loads(delivery.body)
+        except ValueError as exc:
+            raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise errors.BadRequest("body must be a JSON object")
+        if name == "ping":
+            return []
+        action = payload.get("action") if isinstance(payload.get("action"), str) else None
+        attributes = {
+            "id": delivery_id,
+            "source": _source(payload),
+            "type": event_types.github(name, action),
+        }
+        subject = first(payload, *_SUBJECT.get(name, ()))
+        if subject not in (None, ""):
+            attributes["subject"] = str(subject)
+        time = events.rfc3339(first(payload, *_TIME.get(name, ())))
+        if time:
+            attributes["time"] = time
+        event = events.make(attributes, payload)
+        translate = _CDEVENTS.get(name)
+        derived = translate(event, payload, action) if translate else None
+        return [event, derived] if derived else [event]
+
+
+def _source(payload: dict[str, Any]) -> str:
+    return first(payload, ("repository", "html_url"), ("organization", "html_url"),
+                 ("sender", "html_url")) or "https://github.com"
+
+
+def _workflow_run(event: events.CloudEvent, payload: dict, action: str | None) -> events.CloudEvent | None:
+    cdevent_type = _WORKFLOW_RUN_STAGE.get(action or "")
+    run = payload.get("workflow_run")
+    if not cdevent_type or not isinstance(run, dict):
+        return None
+    content: dict[str, Any] = {"pipelineName": str(run.get("name") or dig(payload, "workflow", "name") or "workflow"),
+                               "uri": run.get("html_url") or event.source}
+    if cdevent_type == event_types.PIPELINERUN_FINISHED:
+        conclusion = run.get("conclusion") or "unknown"
+        content["outcome"] = _CONCLUSION_OUTCOME.get(conclusion, "error")
+        if content["outcome"] != "success":
+            content["errors"] = f"workflow run concluded {conclusion}"
+    return cdevents.derive(event, cdevent_type, subject_id=str(run.get("id")), content=content,
+                           chain_key=str(run.get("html_url") or run.get("id")),
+                           subject_source=event.source)
+
+
+def _container_published(event: events.CloudEvent, payload: dict, action: str | None) -> events.CloudEvent | None:
+    package = payload.get("registry_package") or payload.get("package")
+    if action != "published" or not isinstance(package, dict) or not _is_container(package):
+        return None
+    version = package.get("package_version") or {}
+    digest = next((d for d in (version.get("version"), dig(version, "container_metadata", "manifest", "digest"),
+                               dig(version, "container_metadata", "tag", "digest"))
+                   if isinstance(d, str) and _DIGEST.match(d)), None)
+    if digest is None:
+        log.warning("GitHub package publish %s carries no sha256 digest; no artifact event", event.id)
+        return None
+    repository = _container_repository(package, version)
+    tag = dig(version, "container_metadata", "tag", "name") or None
+    purl = cdevents.oci_purl(repository, digest, tag)
+    return cdevents.derive(event, event_types.ARTIFACT_PUBLISHED, subject_id=purl, content={},
+                           subject_source=event.source)
+
+
+def _is_container(package: dict) -> bool:
+    kinds = {str(package.get("package_type", "")).lower(), str(package.get("ecosystem", "")).lower(),
+             str(dig(package, "registry", "type") or "").lower()}
+    return bool(kinds & {"container", "docker"})
+
+
+def _container_repository(package: dict, version: dict) -> str:
+    """``ghcr.io/<owner>/<image>``, from the pull reference GitHub reports."""
+    package_url = version.get("package_url") or ""
+    if package_url:
+        return package_url.rsplit("@", 1)[0].rsplit(":", 1)[0] if ":" in package_url.split("/")[-1] else package_url
+    owner = dig(package, "owner", "login") or dig(package, "namespace") or "unknown"
+    return f"ghcr.io/{owner}/{package.get('name')}"
+
+
+_CDEVENTS: dict[str, Callable[[events.CloudEvent, dict, str | None], events.CloudEvent | None]] = {
+    "workflow_run": _workflow_run,
+    "registry_package": _container_published,
+    "package": _container_published,
+}

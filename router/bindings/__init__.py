@@ -1,0 +1,1 @@
+"""CloudEvents protocol bindings: how an event maps to an HTTP request and to a NATS message."""

@@ -1,0 +1,98 @@
+"""The typed error family of trigger-router.
+
+Every failure a user can cause or observe has one class here, so that exactly one place decides
+what it means: the HTTP edge maps ``IngestError`` subclasses to status codes, the consumer loop maps
+``DispatchError`` subclasses to ack / nak / term, and the CLI prints ``ConfigError`` and
+``RuleError`` with the path of the offending field.
+"""
+
+from __future__ import annotations
+
+
+class TriggerRouterError(Exception):
+    """Base of every error raised on purpose by trigger-router."""
+
+
+class ConfigError(TriggerRouterError):
+    """A setting is missing, unknown or invalid; ``path`` names it (``nats.url``)."""
+
+    def __init__(self, message: str, *, path: str = "", source: str = "") -> None:
+        self.path = path
+        self.source = source
+        where = ": ".join(part for part in (source, path) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class IngestError(TriggerRouterError):
+    """A request to the HTTP edge was refused; nothing from it was published.
+
+    ``status`` is the HTTP status the edge answers with; ``detail`` is safe to show the sender (it
+    never contains a secret or the payload).
+    """
+
+    status = 400
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        self.detail = detail
+        self.field = field
+        super().__init__(detail)
+
+
+class BadRequest(IngestError):
+    """Malformed body or a missing or invalid attribute."""
+
+    status = 400
+
+
+class Unauthorized(IngestError):
+    """Missing or wrong signature or token."""
+
+    status = 401
+
+
+class NotFound(IngestError):
+    status = 404
+
+
+class PayloadTooLarge(IngestError):
+    status = 413
+
+
+class UnsupportedMediaType(IngestError):
+    status = 415
+
+
+class BusUnavailable(IngestError):
+    """JetStream cannot durably store right now; the sender should retry later."""
+
+    status = 503
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
+class RuleError(TriggerRouterError):
+    """A trigger rule is invalid; names the file, the rule and the field path."""
+
+    def __init__(self, message: str, *, file: str = "", rule: str = "", field: str = "") -> None:
+        self.file = file
+        self.rule = rule
+        self.field = field
+        where = ", ".join(
+            f"{label} {value}" for label, value in (("rule", rule), ("field", field)) if value
+        )
+        prefix = f"{file}: " if file else ""
+        super().__init__(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
+
+
+class DispatchError(TriggerRouterError):
+    """An action could not complete."""
+
+
+class PermanentError(DispatchError):
+    """Retrying cannot help (bad parameters, a forbidden resource)."""
+
+
+class TemporaryError(DispatchError):
+    """Retrying may help (a timeout, a connection refused, a 503)."""

@@ -1,0 +1,27 @@
+"""Every CloudEvent type trigger-router emits, in one place.
+
+Source-specific types are built from the sender's own vocabulary (``com.github.<event>[.<action>]``,
+``com.gitlab.<object_kind>``); CDEvents types are fixed by the CDEvents 0.5.1 schemas.
+"""
+
+from __future__ import annotations
+
+GITHUB_PREFIX = "com.github."
+GITLAB_PREFIX = "com.gitlab."
+
+CDEVENTS_SPECVERSION = "0.5.1"
+PIPELINERUN_QUEUED = "dev.cdevents.pipelinerun.queued.0.3.0"
+PIPELINERUN_STARTED = "dev.cdevents.pipelinerun.started.0.3.0"
+PIPELINERUN_FINISHED = "dev.cdevents.pipelinerun.finished.0.3.0"
+ARTIFACT_PUBLISHED = "dev.cdevents.artifact.published.0.3.0"
+TESTSUITERUN_QUEUED = "dev.cdevents.testsuiterun.queued.0.3.0"
+TESTSUITERUN_STARTED = "dev.cdevents.testsuiterun.started.0.3.0"
+TESTSUITERUN_FINISHED = "dev.cdevents.testsuiterun.finished.0.3.0"
+
+
+def github(event: str, action: str | None = None) -> str:
+    return f"{GITHUB_PREFIX}{event}.{action}" if action else f"{GITHUB_PREFIX}{event}"
+
+
+def gitlab(object_kind: str) -> str:
+    return f"{GITLAB_PREFIX}{object_kind}"

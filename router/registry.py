@@ -1,0 +1,65 @@
+"""Registries through which plug-ins in ``handlers`` join the core.
+
+The core never imports a concrete source or action: a plug-in module registers itself with a
+decorator, and :func:`load_plugins` imports the plug-in packages once. Adding a webhook source is
+one new file plus one import line in ``handlers/sources/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
+
+from router.events import CloudEvent
+from router.settings import Settings
+
+PLUGIN_PACKAGES = ("handlers.sources", "handlers.actions")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One HTTP request to ``/webhooks/<source>[/<token>]``, body already size-checked."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    path_token: str | None = None
+    remote: str = ""
+
+
+class WebhookSource(Protocol):
+    """Turns a sender's webhook into CloudEvents; raises ``errors.IngestError`` to refuse it."""
+
+    def authenticate(self, delivery: Delivery) -> None: ...
+
+    def delivery_id(self, delivery: Delivery) -> str: ...
+
+    def normalize(self, delivery: Delivery) -> list[CloudEvent]:
+        """The events to publish; an empty list accepts the delivery without publishing (ping)."""
+        ...
+
+
+SourceFactory = Callable[[Settings], WebhookSource]
+
+
+@dataclass
+class Registry:
+    webhook_sources: dict[str, SourceFactory] = field(default_factory=dict)
+
+    def webhook_source(self, name: str) -> Callable[[SourceFactory], SourceFactory]:
+        def register(factory: SourceFactory) -> SourceFactory:
+            if name in self.webhook_sources:
+                raise ValueError(f"webhook source {name!r} is registered twice")
+            self.webhook_sources[name] = factory
+            return factory
+
+        return register
+
+
+registry = Registry()
+
+
+def load_plugins() -> Registry:
+    for package in PLUGIN_PACKAGES:
+        importlib.import_module(package)
+    return registry

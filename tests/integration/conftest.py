@@ -1,0 +1,80 @@
+"""The HTTP edge served for real (aiohttp on loopback) against a real nats-server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import aiohttp
+import nats
+import pytest
+from aiohttp import web
+
+from router import registry, settings as settings_mod, web as web_edge
+from router.bindings import nats as nats_binding
+from router.bus import Bus
+
+GITHUB_SECRET = "it-is-a-secret"
+GITHUB_OLD_SECRET = "the-previous-secret"
+GITLAB_TOKEN = "gitlab-token"
+
+
+def github_signature(body: bytes, secret: str = GITHUB_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Edge:
+    url: str
+    bus: Bus
+    nats_url: str
+    settings: settings_mod.Settings
+    http: aiohttp.ClientSession
+
+    async def stored(self, stream: str = "TR_EVENTS"):
+        """Every event in ``stream``, decoded, in order (read with a fresh ordered consumer)."""
+        nc = await nats.connect(self.nats_url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            found = []
+            if info.state.messages == 0:
+                return found
+            sub = await js.subscribe(">", ordered_consumer=True, stream=stream)
+            while len(found) < info.state.messages:
+                msg = await sub.next_msg(timeout=5)
+                found.append(nats_binding.from_message(msg.headers, msg.data))
+            return found
+        finally:
+            await nc.close()
+
+
+def make_settings(nats_url: str, **overrides) -> settings_mod.Settings:
+    env = {
+        "TRIGGER_ROUTER_NATS__URL": nats_url,
+        "TRIGGER_ROUTER_NATS__PUBLISH_TIMEOUT": "2s",
+        "TRIGGER_ROUTER_GITHUB__SECRETS": f'["{GITHUB_OLD_SECRET}", "{GITHUB_SECRET}"]',
+        "TRIGGER_ROUTER_GITLAB__TOKENS": f'["{GITLAB_TOKEN}"]',
+    }
+    env.update({f"TRIGGER_ROUTER_{k}": v for k, v in overrides.items()})
+    return settings_mod.load(None, env=env)
+
+
+@pytest.fixture
+async def edge(nats_server):
+    settings = make_settings(nats_server.url, HTTP__MAX_BODY_BYTES="65536")
+    plugins = registry.load_plugins()
+    bus = Bus(settings.nats, settings.bus)
+    await bus.start(nats_server.url)
+    await bus.wait_ready(15)
+    sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
+    runner = web.AppRunner(web_edge.make_app(settings, bus, sources))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as http:
+        yield Edge(f"http://127.0.0.1:{port}", bus, nats_server.url, settings, http)
+    await runner.cleanup()
+    await bus.close()
