@@ -109,6 +109,7 @@ class Bus:
         self.js: JetStreamContext | None = None
         self._streams_ready = asyncio.Event()
         self._connector: asyncio.Task | None = None
+        self._closing = False
 
     async def start(self, url: str) -> None:
         """Connect in the background: the HTTP edge can answer 503 while NATS is not there yet."""
@@ -154,7 +155,8 @@ class Bus:
         asyncio.create_task(self._ensure_streams_with_retry())
 
     async def _on_disconnected(self) -> None:
-        log.warning("disconnected from NATS; ingest answers 503 until it is back")
+        if not self._closing:
+            log.warning("disconnected from NATS; ingest answers 503 until it is back")
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("NATS client error: %s", exc)
@@ -199,6 +201,7 @@ class Bus:
         return results  # type: ignore[return-value]
 
     async def close(self) -> None:
+        self._closing = True
         if self._connector:
             self._connector.cancel()
         if self.nc and not self.nc.is_closed:
