@@ -2,7 +2,7 @@
 
 Keywords are case-insensitive (§2). String literals use either quote style; inside them
 a backslash escapes the next character and a doubled quote stands for one quote, as the
-grammar's ``'\\\\'.`` and ``'\\'\\''`` alternatives allow. Only the escaped *quote* is
+grammar's string fragments allow. Only the escaped *quote* is
 decoded: every other backslash pair is kept as written, because ``LIKE`` gives ``\\%``
 and ``\\_`` their meaning later (§3.4.3).
 

@@ -24,6 +24,7 @@ __all__ = [
     "Type",
     "attribute_value",
     "cast",
+    "caster",
     "to_boolean",
     "to_integer",
     "to_string",
@@ -131,10 +132,6 @@ def attribute_value(value: object) -> object:
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, bool):  # bool subclasses are still booleans
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
     return str(value)
 
 
