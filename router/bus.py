@@ -102,9 +102,11 @@ def connect_options(settings: NatsSettings, url: str) -> dict:
 class Bus:
     """One NATS connection with its JetStream context, kept alive for the life of the process."""
 
-    def __init__(self, settings: NatsSettings, bus: BusSettings) -> None:
+    def __init__(self, settings: NatsSettings, bus: BusSettings,
+                 extra_streams: list[api.StreamConfig] = ()) -> None:
         self.settings = settings
         self.config = bus
+        self.extra_streams = list(extra_streams)
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._streams_ready = asyncio.Event()
@@ -141,7 +143,7 @@ class Bus:
         delay = 0.2
         while True:
             try:
-                await ensure_streams(self.js, self.config)
+                await ensure_streams(self.js, self.config, self.extra_streams)
                 self._streams_ready.set()
                 return
             except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
@@ -192,6 +194,18 @@ class Bus:
             raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
         return Published(ack.stream, ack.seq, bool(ack.duplicate))
 
+    async def publish_raw(self, subject: str, payload: bytes, msg_id: str,
+                          headers: dict[str, str] | None = None) -> Published:
+        """Publish a non-CloudEvent record (a run, a dead letter) with an explicit dedupe id."""
+        if not self.connected or self.js is None:
+            raise errors.BusUnavailable("not connected to NATS JetStream")
+        try:
+            ack = await self.js.publish(subject, payload, timeout=self.settings.publish_timeout,
+                                        headers={**(headers or {}), "Nats-Msg-Id": msg_id})
+        except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
+        return Published(ack.stream, ack.seq, bool(ack.duplicate))
+
     async def publish_all(self, batch: list[events.CloudEvent]) -> list[Published]:
         """Publish concurrently; succeeds only when every event is stored (retries are deduplicated)."""
         results = await asyncio.gather(*(self.publish(e) for e in batch), return_exceptions=True)
@@ -211,9 +225,10 @@ class Bus:
                 await self.nc.close()
 
 
-async def ensure_streams(js: JetStreamContext, bus: BusSettings) -> None:
+async def ensure_streams(js: JetStreamContext, bus: BusSettings,
+                         extra: list[api.StreamConfig] = ()) -> None:
     """Create missing streams, update drifted ones; running it twice changes nothing."""
-    for config in stream_configs(bus):
+    for config in [*stream_configs(bus), *extra]:
         try:
             info = await js.stream_info(config.name)
         except nats.js.errors.NotFoundError:

@@ -47,19 +47,28 @@ def derive(
     subject_id: str,
     content: dict[str, Any],
     chain_key: str | None = None,
+    chain_id: str | None = None,
+    event_id: str | None = None,
+    source: str | None = None,
     subject_source: str | None = None,
     custom_data: Any = None,
+    timestamp: str | None = None,
 ) -> events.CloudEvent:
-    """A CDEvent caused by ``trigger``, as a CloudEvent ready to publish."""
-    event_id = deterministic_id(cdevent_type, trigger.source, trigger.id)
-    timestamp = str(trigger.attributes.get("time") or now())
+    """A CDEvent caused by ``trigger``, as a CloudEvent ready to publish.
+
+    ``event_id`` defaults to one derived from (type, trigger); ``chain_id`` to one derived from
+    ``chain_key`` (default: the trigger), so every event of one activity shares a chain.
+    """
+    event_id = event_id or deterministic_id(cdevent_type, trigger.source, trigger.id)
+    source = source or trigger.source
+    timestamp = timestamp or str(trigger.attributes.get("time") or now())
     context = {
         "specversion": event_types.CDEVENTS_SPECVERSION,
         "id": event_id,
-        "source": trigger.source,
+        "source": source,
         "type": cdevent_type,
         "timestamp": timestamp,
-        "chainId": deterministic_id("chain", chain_key or f"{trigger.source}\x00{trigger.id}"),
+        "chainId": chain_id or deterministic_id("chain", chain_key or f"{trigger.source}\x00{trigger.id}"),
         "links": [{
             "linkType": "RELATION",
             "linkKind": "TRIGGER",
@@ -75,7 +84,7 @@ def derive(
         body["customData"] = custom_data
         body["customDataContentType"] = events.JSON_CONTENT_TYPE
     return events.make(
-        {"id": event_id, "source": trigger.source, "type": cdevent_type, "subject": subject_id,
+        {"id": event_id, "source": source, "type": cdevent_type, "subject": subject_id,
          "time": timestamp},
         body,
     )

@@ -46,6 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     send = events_sub.add_parser("send", help="publish a CloudEvent JSON document (an object or a batch array)")
     send.add_argument("file", help="path to the JSON document, or - for standard input")
 
+    rules_cmd = commands.add_parser("rules", help="validate and dry-run trigger rules")
+    rules_sub = rules_cmd.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    validate = rules_sub.add_parser("validate", help="check rule files; exit 2 with file, rule and field on error")
+    validate.add_argument("paths", nargs="+", metavar="PATH", help="rule files, directories or globs")
+    test = rules_sub.add_parser("test", help="which rules match an event, why the others do not, and "
+                                "the rendered actions")
+    test.add_argument("paths", nargs="+", metavar="PATH")
+    test.add_argument("--event", "-e", required=True, help="CloudEvent JSON file (structured format), or -")
+    test.add_argument("--json", action="store_true", help="machine-readable report")
+
+    runs_cmd = commands.add_parser("runs", help="inspect runs")
+    runs_sub = runs_cmd.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    runs_list = runs_sub.add_parser("list", help="every known run with its state and outcome")
+    runs_list.add_argument("--rule", help="only runs of this rule")
+    runs_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    runs_show = runs_sub.add_parser("show", help="one run in full: params, checks, timings")
+    runs_show.add_argument("run_id", metavar="RUN_ID")
+
+    outcomes_cmd = commands.add_parser("outcomes", help="watch run outcomes (CDEvents testsuiterun.*)")
+    outcomes_sub = outcomes_cmd.add_subparsers(dest="outcomes_command", required=True, metavar="SUBCOMMAND")
+    outcomes_tail = outcomes_sub.add_parser("tail", help="print outcomes as they are published")
+    outcomes_tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    outcomes_tail.add_argument("--all", action="store_true", help="start from the oldest stored outcome")
+    outcomes_tail.add_argument("--count", "-n", type=int, default=0, help="exit after this many outcomes")
+
     config_cmd = commands.add_parser("config", help="inspect configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     config_sub.add_parser("check", help="validate the config and print the effective settings, secrets redacted")
@@ -73,7 +98,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         yaml.safe_dump(settings_mod.redacted(settings), sys.stdout, sort_keys=False)
         return 0
-    from router import tail_send
+    if args.command == "rules":
+        from router import rule_commands
+        if args.rules_command == "validate":
+            return rule_commands.validate(args.paths)
+        return rule_commands.test(args.paths, args.event, args.json)
+    from router import run_commands, tail_send
+    if args.command == "runs":
+        if args.runs_command == "list":
+            return asyncio.run(run_commands.list_runs(settings, args.json, args.rule))
+        return asyncio.run(run_commands.show_run(settings, args.run_id))
+    if args.command == "outcomes":
+        return asyncio.run(tail_send.tail(settings, subject=None, as_json=args.json, from_start=args.all,
+                                          count=args.count, outcomes=True))
     if args.events_command == "tail":
         return asyncio.run(tail_send.tail(settings, subject=args.subject, as_json=args.json,
                                           from_start=args.all, count=args.count))

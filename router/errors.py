@@ -72,10 +72,25 @@ class BusUnavailable(IngestError):
         super().__init__(detail)
 
 
+class DigestUnresolved(IngestError):
+    """A registry webhook names a tag, and the registry did not say which digest it points to.
+
+    Answered 503 with ``Retry-After`` and nothing published: a tag is never passed off as a
+    digest, and the sender's retry resolves again (its events have deterministic ids).
+    """
+
+    status = 503
+
+    def __init__(self, detail: str, *, retry_after: int = 30) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
 class RuleError(TriggerRouterError):
     """A trigger rule is invalid; names the file, the rule and the field path."""
 
     def __init__(self, message: str, *, file: str = "", rule: str = "", field: str = "") -> None:
+        self.message = message
         self.file = file
         self.rule = rule
         self.field = field

@@ -14,6 +14,18 @@ PIPELINERUN_QUEUED = "dev.cdevents.pipelinerun.queued.0.3.0"
 PIPELINERUN_STARTED = "dev.cdevents.pipelinerun.started.0.3.0"
 PIPELINERUN_FINISHED = "dev.cdevents.pipelinerun.finished.0.3.0"
 ARTIFACT_PUBLISHED = "dev.cdevents.artifact.published.0.3.0"
+ARTIFACT_DELETED = "dev.cdevents.artifact.deleted.0.1.0"
+
+# Container registry pushes, one CloudEvent per pushed manifest, in the registry's own words.
+DOCKERHUB_PUSH = "com.docker.hub.push"
+QUAY_PUSH = "io.quay.push"
+HARBOR_PUSH = "io.goharbor.push"
+DISTRIBUTION_PUSH = "dev.cncf.distribution.push"
+ECR_PUSH = "com.amazonaws.ecr.push"
+GAR_PUSH = "com.google.artifactregistry.push"
+ACR_PUSH = "com.azure.containerregistry.push"
+# An item of a multi-event delivery that could not be ingested (stored in the dead-letter stream).
+INGEST_REJECTED = "dev.triggerrouter.ingest.rejected"
 TESTSUITERUN_QUEUED = "dev.cdevents.testsuiterun.queued.0.3.0"
 TESTSUITERUN_STARTED = "dev.cdevents.testsuiterun.started.0.3.0"
 TESTSUITERUN_FINISHED = "dev.cdevents.testsuiterun.finished.0.3.0"

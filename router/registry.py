@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Awaitable, Callable, Mapping, Protocol
 
+from pydantic import BaseModel
+
+from router import actions
 from router.events import CloudEvent
 from router.settings import Settings
 
@@ -40,11 +43,29 @@ class WebhookSource(Protocol):
 
 
 SourceFactory = Callable[[Settings], WebhookSource]
+ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    params: type[BaseModel]
+    run: ActionRun
 
 
 @dataclass
 class Registry:
     webhook_sources: dict[str, SourceFactory] = field(default_factory=dict)
+    actions: dict[str, Action] = field(default_factory=dict)
+
+    def action(self, name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
+        def register(run: ActionRun) -> ActionRun:
+            if name in self.actions:
+                raise ValueError(f"action {name!r} is registered twice")
+            self.actions[name] = Action(name, params, run)
+            return run
+
+        return register
 
     def webhook_source(self, name: str) -> Callable[[SourceFactory], SourceFactory]:
         def register(factory: SourceFactory) -> SourceFactory:

@@ -14,8 +14,12 @@ import signal
 
 from aiohttp import web
 
-from router import embedded, errors, registry, web as web_edge
+from router import embedded, errors, registry, rules, runs, web as web_edge
 from router.bus import Bus
+from router.executor import Executor
+from router.matching import Matcher
+from router.reload import RuleReloader
+from router.routing import EventRouter
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +52,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         loop.add_signal_handler(sig, stop.set)
     plugins = registry.load_plugins()
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
-    bus = Bus(settings.nats, settings.bus)
+    # Invalid rules stop start-up with the file, rule and field: better than serving without them.
+    matcher = Matcher(rules.load(settings.rules.paths, plugins)) if settings.rules.paths else Matcher([])
+    routing = settings.router.enabled
+    bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
     server = None
+    tasks: list[asyncio.Task] = []
     runner = web.AppRunner(web_edge.make_app(settings, bus, sources), access_log=None)
     await runner.setup()
     try:
@@ -58,10 +66,37 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
         url, server = await nats_url(settings)
         await bus.start(url)
+        if routing:
+            tasks.append(asyncio.create_task(_route(bus, settings, plugins, matcher, stop), name="routing"))
         await stop.wait()
         log.info("shutting down")
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         await bus.close()
         if server:
             await server.stop()
+
+
+async def _route(bus: Bus, settings: Settings, plugins: registry.Registry, matcher: Matcher,
+                 stop: asyncio.Event) -> None:
+    """Event routing, run execution and rule reload, once the bus is ready."""
+    await bus.wait_ready()
+    states = await runs.RunStates.open(bus.js, settings)
+    router = EventRouter(bus, settings, matcher, states)
+    executor = Executor(bus, settings, plugins, states)
+
+    def apply(new: Matcher) -> None:
+        router.matcher = new
+
+    workers = [router.run(), executor.run()]
+    if settings.rules.paths:
+        workers.append(RuleReloader(settings.rules.paths, plugins, apply, settings.rules.reload_interval).run())
+    try:
+        await asyncio.gather(*workers)
+    except Exception:
+        log.exception("routing stopped")
+        stop.set()
+        raise

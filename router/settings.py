@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
 from router import errors
+from router.settings_registries import RegistriesSettings
 
 ENV_PREFIX = "TRIGGER_ROUTER_"
 CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
@@ -123,6 +124,27 @@ class GitlabSettings(_Section):
     """Accepted values of ``X-Gitlab-Token``; several for rotation."""
 
 
+class RulesSettings(_Section):
+    paths: list[str] = []
+    """Rule files, directories (every *.yaml / *.yml below) and globs."""
+    reload_interval: Duration = 2.0
+    """How often rule files are checked for changes (SIGHUP reloads at once)."""
+
+
+class RouterSettings(_Section):
+    enabled: bool = True
+    """Consume events and run rules in this process (off: ingest only)."""
+    durable: str = "trigger-router"
+    """Name of the shared JetStream consumers; processes with the same name split the work."""
+    concurrency: int = Field(16, ge=1, le=1024)
+    """Runs executed at once by this process."""
+    ack_wait: Duration = 30.0
+    """A run whose process stops sending progress for this long is handed to another process."""
+    runs_stream: str = "TR_RUNS"
+    runs_subject: str = "tr.runs"
+    state_bucket: str = "TR_RUN_STATE"
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -134,6 +156,9 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     github: GithubSettings = GithubSettings()
     gitlab: GitlabSettings = GitlabSettings()
+    registries: RegistriesSettings = RegistriesSettings()
+    rules: RulesSettings = RulesSettings()
+    router: RouterSettings = RouterSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
 

@@ -15,7 +15,7 @@ from router.bindings import nats as nats_binding
 from router.settings import Settings
 
 
-async def _connect(settings: Settings):
+async def connect(settings: Settings):
     url = service.client_url(settings)
     options = bus_mod.connect_options(settings.nats, url)
     options["max_reconnect_attempts"] = 3
@@ -29,17 +29,21 @@ def format_line(event: events.CloudEvent, as_json: bool) -> str:
     if as_json:
         return json.dumps(events.to_json_object(event), ensure_ascii=False)
     attrs = event.attributes
+    if event.type.startswith("dev.cdevents.testsuiterun."):
+        return _outcome_line(event)
     return "  ".join(str(v) for v in (attrs.get("time", "-"), event.type, event.id, event.source,
                                        attrs.get("subject", "")))
 
 
-async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_start: bool, count: int) -> int:
-    nc = await _connect(settings)
-    base = settings.bus.events_subject
+async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_start: bool, count: int,
+               outcomes: bool = False) -> int:
+    nc = await connect(settings)
+    base = settings.bus.outcomes_subject if outcomes else settings.bus.events_subject
+    stream = settings.bus.outcomes_stream if outcomes else settings.bus.events_stream
     policy = api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW
     try:
         sub = await nc.jetstream().subscribe(f"{base}.{subject or '>'}", ordered_consumer=True,
-                                             deliver_policy=policy, stream=settings.bus.events_stream)
+                                             deliver_policy=policy, stream=stream)
         seen = 0
         async for msg in sub.messages:
             try:
@@ -57,7 +61,7 @@ async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_s
 
 
 async def send(settings: Settings, batch: list[events.CloudEvent]) -> int:
-    nc = await _connect(settings)
+    nc = await connect(settings)
     bus = bus_mod.Bus(settings.nats, settings.bus)
     bus.nc, bus.js = nc, nc.jetstream()
     try:
@@ -67,3 +71,13 @@ async def send(settings: Settings, batch: list[events.CloudEvent]) -> int:
     finally:
         await nc.close()
     return 0
+
+
+def _outcome_line(event: events.CloudEvent) -> str:
+    body = event.json() or {}
+    content = body.get("subject", {}).get("content", {})
+    custom = body.get("customData", {})
+    stage = event.type.split(".")[3]
+    outcome = content.get("outcome", "")
+    return "  ".join(str(v) for v in (event.attributes.get("time", "-"), f"{stage:8}", custom.get("rule", "-"),
+                                       custom.get("runId", "-"), outcome, content.get("reason", "")) if v != "")

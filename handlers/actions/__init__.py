@@ -1,1 +1,3 @@
-"""Actions that rules dispatch: smoke tests and verifications. Each module registers itself."""
+"""Actions that rules dispatch: smoke tests and verifications. Importing registers each one."""
+
+from handlers.actions import exec, http_probe  # noqa: F401  (registration by import)

@@ -1,0 +1,56 @@
+"""CEL, the expression language of ``cel`` filters and ``{{ }}`` templates.
+
+Expressions are compiled once, when rules load. At evaluation they see:
+
+- ``event``: a map of every context attribute (extensions included) plus ``data``;
+- ``data``: the event's data parsed as JSON (``null`` if absent or not JSON);
+- each present attribute as a top-level variable (``type``, ``source``, ``subject``, ...).
+
+Optional attributes should be tested with ``has(event.subject)``: referring to an absent top-level
+variable is an evaluation error. Building the variables (which converts the JSON payload) is done
+once per event and shared by every expression evaluated for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cel
+
+from router import errors
+from router.events import CloudEvent
+
+_cache: tuple[CloudEvent | None, dict[str, Any]] = (None, {})
+
+
+def compile(expression: str, path: str) -> "cel.Program":
+    if not isinstance(expression, str) or not expression.strip():
+        raise errors.RuleError("a CEL expression must be a non-empty string", field=path)
+    try:
+        return cel.compile(expression)
+    except ValueError as exc:
+        # The library's message ends with a caret diagram; the first lines carry the position.
+        message = str(exc).replace("Failed to parse expression", "invalid CEL").split("\n| ")[0]
+        raise errors.RuleError(message, field=path) from exc
+
+
+def variables(event: CloudEvent) -> dict[str, Any]:
+    global _cache
+    if _cache[0] is event:
+        return _cache[1]
+    try:
+        data = event.json() if event.is_json() else None
+    except errors.BadRequest:
+        data = None
+    attributes = dict(event.attributes)
+    built = {**attributes, "event": {**attributes, "data": data}, "data": data}
+    _cache = (event, built)
+    return built
+
+
+def evaluate(program: "cel.Program", event: CloudEvent) -> Any:
+    """Raises ``errors.TemporaryError``-free ``ValueError`` on evaluation errors (callers decide)."""
+    try:
+        return program.execute(variables(event))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(str(exc).split("\n")[0]) from exc

@@ -1,0 +1,156 @@
+"""The run executor: takes recorded runs off the runs stream and carries them out.
+
+A run message is acknowledged only after its ``finished`` outcome is stored. While an action runs,
+the executor tells JetStream it is still working (``in_progress``) every third of ``ack_wait``; if the
+process dies, the message is redelivered to another executor after ``ack_wait`` and the run is
+carried out again. ``started`` and ``finished`` outcomes have ids derived from the run id, so a
+repeated publish is dropped, and a run whose state is already ``finished`` is skipped: exactly one
+``finished`` outcome per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from pydantic import ValidationError
+
+from router import actions, errors, outcomes, runs
+from router.bus import Bus
+from router.registry import Registry
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(self, bus: Bus, settings: Settings, plugins: Registry, states: runs.RunStates) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.plugins = plugins
+        self.states = states
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.active: set[asyncio.Task] = set()
+
+    async def subscribe(self):
+        router = self.settings.router
+        durable = f"{router.durable}-runs"
+        config = api.ConsumerConfig(durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT,
+                                    ack_wait=router.ack_wait, max_ack_pending=router.concurrency * 4,
+                                    filter_subject=f"{router.runs_subject}.>")
+        return await self.bus.js.pull_subscribe(f"{router.runs_subject}.>", durable=durable,
+                                                stream=router.runs_stream, config=config)
+
+    async def run(self) -> None:
+        subscription = await self.subscribe()
+        limit = self.settings.router.concurrency
+        try:
+            while True:
+                if len(self.active) >= limit:
+                    await asyncio.wait(self.active, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    messages = await subscription.fetch(limit - len(self.active), timeout=1.0)
+                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except (nats.errors.Error, nats.js.errors.Error) as exc:
+                    log.warning("fetching runs failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for msg in messages:
+                    task = asyncio.create_task(self.execute(msg))
+                    self.active.add(task)
+                    task.add_done_callback(self.active.discard)
+        finally:
+            for task in list(self.active):
+                task.cancel()
+
+    async def execute(self, msg: Msg) -> None:
+        try:
+            record = runs.RunRecord.loads(msg.data)
+        except (ValueError, TypeError) as exc:
+            log.error("undecodable run record on %s: %s; terminating it", msg.subject, exc)
+            await msg.term()
+            return
+        state = await self.states.get(record.run_id)
+        if state and state.get("state") == "finished":
+            await msg.ack()  # finished before a crash lost the ack
+            return
+        trigger = record.trigger()
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self._publish("started", record, trigger)
+            started = time.time()
+            await self.states.update(record.run_id, state="running", startedAt=started, worker=self.worker,
+                                     deliveries=msg.metadata.num_delivered)
+            result, attempts = await self._attempts(record, trigger)
+            duration = time.time() - started
+            await self._publish("finished", record, trigger, result, attempts, duration)
+            await self.states.update(record.run_id, state="finished", outcome=result.outcome, reason=result.reason,
+                                     finishedAt=time.time(), durationSeconds=round(duration, 3),
+                                     attempts=attempts, checks=result.checks)
+        except errors.BusUnavailable as exc:
+            log.warning("run %s: cannot record progress (%s); it will be retried", record.run_id, exc.detail)
+            await msg.nak(delay=2.0)
+            return
+        finally:
+            heartbeat.cancel()
+        await msg.ack()
+        log.info("run %s rule=%s event=%s finished: %s %s", record.run_id, record.rule, trigger.id,
+                 result.outcome, result.reason)
+
+    async def _attempts(self, record: runs.RunRecord, trigger) -> tuple[actions.Result, int]:
+        if record.render_error:
+            return actions.Result("error", record.render_error), 0
+        action = self.plugins.actions.get(record.action)
+        if action is None:
+            return actions.Result("error", f"action {record.action!r} is not available in this router"), 0
+        try:
+            params = action.params.model_validate(record.params)
+        except ValidationError as exc:
+            return actions.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
+        context = actions.Context(record.run_id, record.rule, trigger, record.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            retryable = False
+            try:
+                result = await asyncio.wait_for(action.run(params, context), record.timeout)
+            except asyncio.TimeoutError:
+                result = actions.Result("error", f"timed out after {record.timeout:g}s (policy.timeout)",
+                                        severity="high")
+            except errors.TemporaryError as exc:
+                result, retryable = actions.Result("error", f"temporary: {exc}"), True
+            except errors.PermanentError as exc:
+                result = actions.Result("error", str(exc))
+            except Exception as exc:  # an action bug must end the run, not the executor
+                log.exception("run %s: action %s crashed", record.run_id, record.action)
+                result = actions.Result("error", f"action crashed: {exc.__class__.__name__}: {exc}")
+            if not retryable or attempt > record.retry_limit:
+                return result, attempt
+            delay = random.uniform(0, min(record.retry_max_backoff, record.retry_backoff * 2 ** (attempt - 1)))
+            log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None):
+        event = outcomes.build(stage, run_id=record.run_id, rule=record.rule, action=record.action,
+                               environment=record.environment, trigger=trigger, result=result,
+                               attempts=attempts, duration=duration)
+        await self.bus.publish(event, outcomes.subject(self.settings.bus.outcomes_subject, stage, record.rule))
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self.settings.router.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.debug("in_progress failed: %s", exc)

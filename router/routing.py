@@ -1,0 +1,127 @@
+"""The event consumer: events in, runs recorded, events acknowledged.
+
+Several router processes share one durable pull consumer, so each event is handled by one of them.
+An event is acknowledged only after every run it produced is durably recorded (run message on the
+runs stream, progress ``queued`` in the state bucket, ``testsuiterun.queued`` on the outcomes
+stream). A crash before the ack means redelivery, and redelivery means the same run ids, which
+JetStream and the state bucket's create-only write turn into no-ops. An event that cannot be
+decoded goes to the dead-letter stream with the reason and is terminated, never redelivered forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+from router import errors, events, outcomes, runs
+from router.bindings import nats as nats_binding
+from router.bus import Bus
+from router.matching import Matcher
+from router.rules import Rule
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH = 128
+REASON_HEADER = "Trigger-Router-Reason"
+
+
+class EventRouter:
+    def __init__(self, bus: Bus, settings: Settings, matcher: Matcher, states: runs.RunStates) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.matcher = matcher
+        """Replaced as a whole by a rule reload; read once per event, so a reload is atomic."""
+        self.states = states
+
+    async def subscribe(self):
+        config = api.ConsumerConfig(
+            durable_name=self.settings.router.durable, ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL, ack_wait=self.settings.router.ack_wait,
+            max_ack_pending=BATCH * 8, filter_subject=f"{self.settings.bus.events_subject}.>",
+        )
+        return await self.bus.js.pull_subscribe(
+            f"{self.settings.bus.events_subject}.>", durable=self.settings.router.durable,
+            stream=self.settings.bus.events_stream, config=config)
+
+    async def run(self) -> None:
+        subscription = await self.subscribe()
+        log.info("routing events with %d rule(s)", len(self.matcher.rules))
+        while True:
+            try:
+                messages = await subscription.fetch(BATCH, timeout=1.0)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("fetching events failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            await self.handle(messages)
+
+    async def handle(self, messages: list[Msg]) -> None:
+        matcher = self.matcher
+        work = [self._route(msg, matcher) for msg in messages]
+        results = await asyncio.gather(*work, return_exceptions=True)
+        for msg, result in zip(messages, results):
+            if isinstance(result, errors.BusUnavailable):
+                await msg.nak(delay=2.0)
+            elif isinstance(result, BaseException):
+                log.error("routing event failed: %r; it will be redelivered", result)
+                await msg.nak(delay=5.0)
+            else:
+                await msg.ack()
+
+    async def _route(self, msg: Msg, matcher: Matcher) -> None:
+        try:
+            event = nats_binding.from_message(msg.headers, msg.data)
+        except errors.BadRequest as exc:
+            await self._dead_letter(msg, f"undecodable CloudEvent: {exc.detail}")
+            return
+        records = [self._record(rule, event) for rule in matcher.match(event)]
+        if not records:
+            return
+        # Progress and the queued outcome first: once the run message exists an executor may start it.
+        await asyncio.gather(*(self._announce(record, event) for record in records))
+        await asyncio.gather(*(self.bus.publish_raw(
+            f"{self.settings.router.runs_subject}.{record.run_id}", record.dumps(), record.run_id)
+            for record in records))
+
+    def _record(self, rule: Rule, event: events.CloudEvent) -> runs.RunRecord:
+        run_id = runs.run_id(rule.name, event)
+        retry = rule.policy.retry
+        params, render_error, environment = {}, None, event.source
+        try:
+            params = rule.render(event)
+            environment = rule.environment_for(event)
+        except errors.PermanentError as exc:
+            render_error = str(exc)
+        return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event),
+                              rule.policy.timeout, retry.limit, retry.backoff, retry.max_backoff,
+                              rule.action.name, render_error=render_error)
+
+    async def _announce(self, record: runs.RunRecord, event: events.CloudEvent) -> None:
+        state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
+                 "queuedAt": record.queued_at, "environment": record.environment,
+                 "event": {"id": event.id, "source": event.source, "type": event.type}}
+        await asyncio.gather(
+            self.states.create(record.run_id, state),
+            self.bus.publish(outcomes.build("queued", run_id=record.run_id, rule=record.rule,
+                                            action=record.action, environment=record.environment,
+                                            trigger=event),
+                             outcomes.subject(self.settings.bus.outcomes_subject, "queued", record.rule)),
+        )
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        log.warning("dead-lettering message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
+        headers = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Msg-Id"}
+        headers.update({REASON_HEADER: reason, "Trigger-Router-Subject": msg.subject,
+                        "Trigger-Router-Dead-At": str(time.time())})
+        await self.bus.publish_raw(f"{self.settings.bus.deadletter_subject}.events", msg.data,
+                                   f"dead-{msg.metadata.stream}-{msg.metadata.sequence.stream}", headers)
+        await msg.term()

@@ -1,0 +1,119 @@
+"""Runs: one per (event, rule), recorded durably before the event is acknowledged.
+
+A run's id is a hash of (rule name, event source, event id), so the same event matched by the same
+rule always yields the same run id. The run record is a message on the runs work-queue stream,
+published with ``Nats-Msg-Id`` = run id: a redelivered event publishes it again and JetStream drops
+the copy, which is what makes "a crash before the ack causes redelivery but no second run" true.
+The run's progress (queued, running, finished, outcome) is kept in a JetStream KV bucket for
+``runs list`` / ``runs show`` and to skip a redelivered run that already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import nats.js.errors
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from router import events
+from router.settings import Settings
+
+
+def run_id(rule: str, event: events.CloudEvent) -> str:
+    return hashlib.sha256(f"{rule}\x00{event.source}\x00{event.id}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class RunRecord:
+    """The durable description of a run: everything needed to execute it without the rule file."""
+
+    run_id: str
+    rule: str
+    params: dict[str, Any]
+    environment: str
+    event: dict[str, Any]
+    """The triggering event in the JSON format."""
+    timeout: float
+    retry_limit: int
+    retry_backoff: float
+    retry_max_backoff: float
+    action: str
+    queued_at: float = field(default_factory=time.time)
+    render_error: str | None = None
+
+    def dumps(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes) -> "RunRecord":
+        return cls(**json.loads(raw))
+
+    def trigger(self) -> events.CloudEvent:
+        return events.from_json_object(self.event)
+
+
+def runs_stream_config(settings: Settings) -> api.StreamConfig:
+    router = settings.router
+    return api.StreamConfig(
+        name=router.runs_stream, subjects=[f"{router.runs_subject}.>"],
+        retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
+        duplicate_window=min(settings.bus.duplicate_window, settings.bus.max_age),
+        max_age=settings.bus.max_age, num_replicas=settings.bus.replicas,
+        description="trigger-router: runs waiting to be executed",
+    )
+
+
+class RunStates:
+    """Run progress in a KV bucket; the value is a JSON document, the key the run id."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, settings: Settings) -> "RunStates":
+        config = api.KeyValueConfig(bucket=settings.router.state_bucket, history=1,
+                                    ttl=settings.bus.max_age, replicas=settings.bus.replicas,
+                                    description="trigger-router: run progress")
+        try:
+            kv = await js.key_value(settings.router.state_bucket)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            kv = await js.create_key_value(config)
+        return cls(kv)
+
+    async def get(self, run: str) -> dict[str, Any] | None:
+        try:
+            entry = await self.kv.get(run)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        return json.loads(entry.value) if entry.value else None
+
+    async def put(self, run: str, state: dict[str, Any]) -> None:
+        await self.kv.put(run, json.dumps(state, separators=(",", ":")).encode())
+
+    async def create(self, run: str, state: dict[str, Any]) -> bool:
+        """Write only if the run has no state yet (a redelivered event must not reset progress)."""
+        try:
+            await self.kv.create(run, json.dumps(state, separators=(",", ":")).encode())
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError, nats.js.errors.APIError) as exc:
+            if "exist" not in str(exc).lower() and "wrong last sequence" not in str(exc).lower():
+                raise
+            return False
+        return True
+
+    async def update(self, run: str, **changes: Any) -> dict[str, Any]:
+        state = {**(await self.get(run) or {"runId": run}), **changes}
+        await self.put(run, state)
+        return state
+
+    async def all(self) -> list[dict[str, Any]]:
+        try:
+            keys = await self.kv.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        states = [await self.get(key) for key in keys]
+        return sorted((s for s in states if s), key=lambda s: s.get("queuedAt", 0))
