@@ -49,8 +49,9 @@ def variables(event: CloudEvent) -> dict[str, Any]:
 
 
 def evaluate(program: "cel.Program", event: CloudEvent) -> Any:
-    """Raises ``errors.TemporaryError``-free ``ValueError`` on evaluation errors (callers decide)."""
+    """The expression's value; every evaluation failure is raised as ``ValueError`` (callers decide)."""
     try:
         return program.execute(variables(event))
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(str(exc).split("\n")[0]) from exc
+    except Exception as exc:  # the CEL binding raises KeyError, RuntimeError, TypeError, ... by case
+        detail = str(exc).split("\n")[0]
+        raise ValueError(f"no such key {detail}" if isinstance(exc, KeyError) else detail) from exc

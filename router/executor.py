@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from pydantic import ValidationError
 
-from router import actions, errors, outcomes, runs
+from router import actions, errors, outcomes, routing, runs
 from router.bus import Bus
 from router.registry import Registry
 from router.settings import Settings
@@ -72,6 +72,8 @@ class Executor:
         finally:
             for task in list(self.active):
                 task.cancel()
+            await asyncio.gather(*self.active, return_exceptions=True)
+            await routing.unsubscribe(subscription)
 
     async def execute(self, msg: Msg) -> None:
         try:

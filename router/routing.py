@@ -29,6 +29,8 @@ from router.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH = 128
+DEAD = object()
+"""Returned by ``_route`` for a message that went to the dead-letter stream: terminate, don't ack."""
 REASON_HEADER = "Trigger-Router-Reason"
 
 
@@ -53,36 +55,45 @@ class EventRouter:
     async def run(self) -> None:
         subscription = await self.subscribe()
         log.info("routing events with %d rule(s)", len(self.matcher.rules))
-        while True:
-            try:
-                messages = await subscription.fetch(BATCH, timeout=1.0)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                continue
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
-                log.warning("fetching events failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            await self.handle(messages)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(BATCH, timeout=1.0)
+                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except (nats.errors.Error, nats.js.errors.Error) as exc:
+                    log.warning("fetching events failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                await self.handle(messages)
+        finally:
+            await unsubscribe(subscription)
 
     async def handle(self, messages: list[Msg]) -> None:
         matcher = self.matcher
         work = [self._route(msg, matcher) for msg in messages]
         results = await asyncio.gather(*work, return_exceptions=True)
         for msg, result in zip(messages, results):
-            if isinstance(result, errors.BusUnavailable):
-                await msg.nak(delay=2.0)
-            elif isinstance(result, BaseException):
-                log.error("routing event failed: %r; it will be redelivered", result)
-                await msg.nak(delay=5.0)
-            else:
-                await msg.ack()
+            try:
+                if result is DEAD:
+                    await msg.term()
+                elif isinstance(result, errors.BusUnavailable):
+                    await msg.nak(delay=2.0)
+                elif isinstance(result, BaseException):
+                    log.error("routing event failed: %r; it will be redelivered", result)
+                    await msg.nak(delay=5.0)
+                else:
+                    await msg.ack()
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                # A lost ack means a redelivery, which the run ids make harmless.
+                log.warning("could not settle event message: %s", exc)
 
-    async def _route(self, msg: Msg, matcher: Matcher) -> None:
+    async def _route(self, msg: Msg, matcher: Matcher) -> object:
         try:
             event = nats_binding.from_message(msg.headers, msg.data)
         except errors.BadRequest as exc:
             await self._dead_letter(msg, f"undecodable CloudEvent: {exc.detail}")
-            return
+            return DEAD
         records = [self._record(rule, event) for rule in matcher.match(event)]
         if not records:
             return
@@ -124,4 +135,11 @@ class EventRouter:
                         "Trigger-Router-Dead-At": str(time.time())})
         await self.bus.publish_raw(f"{self.settings.bus.deadletter_subject}.events", msg.data,
                                    f"dead-{msg.metadata.stream}-{msg.metadata.sequence.stream}", headers)
-        await msg.term()
+
+
+async def unsubscribe(subscription) -> None:
+    """Leave the shared consumer in place for the other routers; only stop pulling from it."""
+    try:
+        await subscription.unsubscribe()
+    except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError):
+        pass
