@@ -81,6 +81,7 @@ def connect_options(settings: NatsSettings, url: str) -> dict:
         "reconnect_time_wait": 1,
         "ping_interval": 10,
         "max_outstanding_pings": 3,
+        "drain_timeout": 5,
     }
     if settings.user:
         options["user"] = settings.user
