@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench venv clean registry-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -20,7 +20,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/trigger-router --config examples/config.yaml serve
 
-test: $(STAMP)
+# The registry tests push with skopeo to a real distribution registry (htpasswd makes its users).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+registry-tools:
+	@command -v skopeo >/dev/null && command -v htpasswd >/dev/null && test -x /usr/bin/docker-registry || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq skopeo docker-registry apache2-utils; }
+
+test: $(STAMP) registry-tools
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

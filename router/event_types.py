@@ -14,7 +14,7 @@ PIPELINERUN_QUEUED = "dev.cdevents.pipelinerun.queued.0.3.0"
 PIPELINERUN_STARTED = "dev.cdevents.pipelinerun.started.0.3.0"
 PIPELINERUN_FINISHED = "dev.cdevents.pipelinerun.finished.0.3.0"
 ARTIFACT_PUBLISHED = "dev.cdevents.artifact.published.0.3.0"
-ARTIFACT_DELETED = "dev.cdevents.artifact.deleted.0.1.0"
+ARTIFACT_DELETED = "dev.cdevents.artifact.deleted.0.2.0"
 
 # Container registry pushes, one CloudEvent per pushed manifest, in the registry's own words.
 DOCKERHUB_PUSH = "com.docker.hub.push"

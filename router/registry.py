@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, Mapping, Protocol
 from pydantic import BaseModel
 
 from router import actions
+from router.deadletter import Rejected
 from router.events import CloudEvent
 from router.settings import Settings
 
@@ -37,8 +38,13 @@ class WebhookSource(Protocol):
 
     def delivery_id(self, delivery: Delivery) -> str: ...
 
-    def normalize(self, delivery: Delivery) -> list[CloudEvent]:
-        """The events to publish; an empty list accepts the delivery without publishing (ping)."""
+    def normalize(self, delivery: Delivery) -> list[CloudEvent] | Awaitable[list[CloudEvent | Rejected]]:
+        """The events to publish; an empty list accepts the delivery without publishing (ping).
+
+        May be a coroutine (a source that must ask its sender's API first), and may return
+        ``deadletter.Rejected`` for items of a batch that cannot be ingested: the edge stores those
+        on the dead-letter stream instead of refusing the whole delivery.
+        """
         ...
 
 

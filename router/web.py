@@ -8,12 +8,13 @@ JetStream has acknowledged storage of every event of the request.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from router import errors, events
+from router import deadletter, errors, events
 from router.bindings import http as http_binding
 from router.bus import Bus
 from router.registry import Delivery, WebhookSource
@@ -55,7 +56,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         delivery = request.get(DELIVERY_ID) or "-"
         log.info("%s %s delivery=%s refused (%d): %s", request.method, request.path, delivery,
                  exc.status, exc.detail)
-        return error_response(exc.status, exc.detail, exc.field)
+        retry_after = getattr(exc, "retry_after", None)
+        return error_response(exc.status, exc.detail, exc.field,
+                              headers={"Retry-After": str(retry_after)} if retry_after else None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -113,14 +116,36 @@ async def post_webhook(request: web.Request) -> web.Response:
     if content_type == "application/x-www-form-urlencoded":
         raise errors.UnsupportedMediaType("form-encoded webhooks are not supported; set the webhook's "
                                           "content type to application/json")
-    batch = source.normalize(delivery)
+    normalized = source.normalize(delivery)
+    if inspect.isawaitable(normalized):  # sources that must ask someone first (a registry, for a digest)
+        normalized = await normalized
+    batch = [e for e in normalized if not isinstance(e, deadletter.Rejected)]
+    rejected = await dead_letter(request, name, [r for r in normalized if isinstance(r, deadletter.Rejected)])
     if not batch:
         log.info("webhook %s delivery=%s accepted, nothing to publish", name, request[DELIVERY_ID])
-        return web.json_response({"accepted": [], "detail": "accepted; nothing to publish"}, status=200)
+        return web.json_response({"accepted": [], "detail": "accepted; nothing to publish", **rejected},
+                                 status=200)
     accepted = await publish(request, batch)
     log.info("webhook %s delivery=%s stored %s", name, request[DELIVERY_ID],
              ", ".join(f"{a['type']}{' (duplicate)' if a['duplicate'] else ''}" for a in accepted))
-    return web.json_response({"accepted": accepted}, status=202)
+    return web.json_response({"accepted": accepted, **rejected}, status=202)
+
+
+async def dead_letter(request: web.Request, name: str, rejected: list[deadletter.Rejected]) -> dict:
+    """Store the items a source could not ingest on the dead-letter stream, before answering 2xx."""
+    if not rejected:
+        return {}
+    bus, settings = request.app[BUS], request.app[SETTINGS]
+    subject = deadletter.subject(settings.bus.deadletter_subject)
+    try:
+        for item in rejected:
+            await bus.publish(deadletter.to_event(name, request[DELIVERY_ID], item), subject)
+    except errors.BusUnavailable as exc:
+        exc.retry_after = settings.http.retry_after
+        raise
+    log.warning("webhook %s delivery=%s dead-lettered %d item(s): %s", name, request[DELIVERY_ID], len(rejected),
+                "; ".join(r.reason for r in rejected))
+    return {"rejected": [{"index": r.index, "reason": r.reason, "field": r.field} for r in rejected]}
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,3 +1,4 @@
 """Webhook and watch sources. Importing this package registers every source with the core."""
 
 from handlers.sources import github, gitlab  # noqa: F401  (registration by import)
+from handlers.sources import registry  # noqa: F401  (container registries: handlers/sources/registry/)

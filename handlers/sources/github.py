@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any, Callable
 
-from router import auth, cdevents, errors, event_types, events
+from router import artifacts, auth, cdevents, errors, event_types, events
 from router.registry import Delivery, registry
 from router.settings import Settings
 from handlers.sources.payload import dig, first
@@ -157,9 +157,9 @@ def _container_published(event: events.CloudEvent, payload: dict, action: str | 
         return None
     repository = _container_repository(package, version)
     tag = dig(version, "container_metadata", "tag", "name") or None
-    purl = cdevents.oci_purl(repository, digest, tag)
-    return cdevents.derive(event, event_types.ARTIFACT_PUBLISHED, subject_id=purl, content={},
-                           subject_source=event.source)
+    media_type = dig(version, "container_metadata", "manifest", "media_type") or None
+    # The same artifact event as every registry source (router.artifacts), so rules need not care.
+    return artifacts.published(event, artifacts.Push("github", repository, digest, tag, media_type))
 
 
 def _is_container(package: dict) -> bool:

@@ -1,0 +1,41 @@
+"""Azure Container Registry webhooks, ``push`` action.
+
+ACR adds no signature; give the webhook a custom header ``Authorization: Bearer <secret>``. The
+payload is one event in the distribution registry's event shape (``target.digest``,
+``target.repository``, ``target.tag``, ``request.host``); its ``id`` is the event id. ``ping``,
+``delete``, ``quarantine`` and Helm ``chart_*`` actions are accepted and not published.
+"""
+
+from __future__ import annotations
+
+from router import artifacts, event_types, events
+from router.registry import Delivery, registry
+from router.settings import Settings
+from handlers.sources.registry import push, webhook_auth
+
+
+@registry.webhook_source("acr")
+class AcrSource:
+    def __init__(self, settings: Settings) -> None:
+        self.secrets = settings.registries.acr.secrets
+        self.untagged = settings.registries.untagged
+
+    def delivery_id(self, delivery: Delivery) -> str:
+        return ""
+
+    def authenticate(self, delivery: Delivery) -> None:
+        webhook_auth.authorization_header(delivery, self.secrets, "registries.acr.secrets")
+
+    async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
+        payload = push.load_object(delivery)
+        if push.require(payload, "action") != "push":
+            return []
+        event_id = push.require(payload, "id")
+        digest = push.digest(push.require(payload, "target", "digest"), "target.digest")
+        repository = push.require(payload, "target", "repository")
+        host = push.require(payload, "request", "host")
+        target = payload["target"]
+        pushed = artifacts.Push("acr", f"{host}/{repository}", digest, target.get("tag") or None,
+                                target.get("mediaType"))
+        return push.events_for(pushed, event_type=event_types.ACR_PUSH, event_id=event_id, payload=payload,
+                               time=push.timestamp(payload.get("timestamp")), untagged=self.untagged)
