@@ -150,9 +150,13 @@ def from_json_object(obj: Any) -> CloudEvent:
     return CloudEvent(validate(attrs), raw, data)
 
 
-def to_json_object(event: CloudEvent) -> dict[str, Any]:
+def to_json_object(event: CloudEvent, *, binary: bool = False) -> dict[str, Any]:
+    """The JSON format; ``binary=True`` always uses ``data_base64`` (exact bytes, no JSON parse)."""
     obj: dict[str, Any] = dict(event.attributes)
     if event.data is None:
+        return obj
+    if binary:
+        obj["data_base64"] = base64.b64encode(event.data).decode()
         return obj
     if event.is_json():
         try:

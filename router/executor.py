@@ -89,6 +89,8 @@ class Executor:
         trigger = record.trigger()
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
+            if state is None:
+                await self._announce(record, trigger)
             await self._publish("started", record, trigger)
             started = time.time()
             await self.states.update(record.run_id, state="running", startedAt=started, worker=self.worker,
@@ -141,6 +143,14 @@ class Executor:
             delay = random.uniform(0, min(record.retry_max_backoff, record.retry_backoff * 2 ** (attempt - 1)))
             log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
             await asyncio.sleep(delay)
+
+    async def _announce(self, record: runs.RunRecord, trigger) -> None:
+        """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome."""
+        await self.states.create(record.run_id, {
+            "runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
+            "queuedAt": record.queued_at, "environment": record.environment,
+            "event": {"id": trigger.id, "source": trigger.source, "type": trigger.type}})
+        await self._publish("queued", record, trigger)
 
     async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None):
         event = outcomes.build(stage, run_id=record.run_id, rule=record.rule, action=record.action,

@@ -1,10 +1,11 @@
 """The event consumer: events in, runs recorded, events acknowledged.
 
 Several router processes share one durable pull consumer, so each event is handled by one of them.
-An event is acknowledged only after every run it produced is durably recorded (run message on the
-runs stream, progress ``queued`` in the state bucket, ``testsuiterun.queued`` on the outcomes
-stream). A crash before the ack means redelivery, and redelivery means the same run ids, which
-JetStream and the state bucket's create-only write turn into no-ops. An event that cannot be
+An event is acknowledged only after every run it produced is durably recorded as a message on the
+runs work-queue stream. That message is the run's record: the executor that takes it announces
+``queued`` and ``started``. A crash before the ack means redelivery, and redelivery means the same
+run ids, which JetStream's duplicate window turns into no-ops. One write per run keeps the hot path
+short (see bench/route.py). An event that cannot be
 decoded goes to the dead-letter stream with the reason and is terminated, never redelivered forever.
 """
 
@@ -19,7 +20,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from router import errors, events, outcomes, runs
+from router import errors, events, runs
 from router.bindings import nats as nats_binding
 from router.bus import Bus
 from router.matching import Matcher
@@ -96,9 +97,7 @@ class EventRouter:
             return DEAD
         records = [self._record(rule, event) for rule in matcher.match(event)]
         if not records:
-            return
-        # Progress and the queued outcome first: once the run message exists an executor may start it.
-        await asyncio.gather(*(self._announce(record, event) for record in records))
+            return None
         await asyncio.gather(*(self.bus.publish_raw(
             f"{self.settings.router.runs_subject}.{record.run_id}", record.dumps(), record.run_id)
             for record in records))
@@ -112,21 +111,9 @@ class EventRouter:
             environment = rule.environment_for(event)
         except errors.PermanentError as exc:
             render_error = str(exc)
-        return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event),
+        return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event, binary=True),
                               rule.policy.timeout, retry.limit, retry.backoff, retry.max_backoff,
                               rule.action.name, render_error=render_error)
-
-    async def _announce(self, record: runs.RunRecord, event: events.CloudEvent) -> None:
-        state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
-                 "queuedAt": record.queued_at, "environment": record.environment,
-                 "event": {"id": event.id, "source": event.source, "type": event.type}}
-        await asyncio.gather(
-            self.states.create(record.run_id, state),
-            self.bus.publish(outcomes.build("queued", run_id=record.run_id, rule=record.rule,
-                                            action=record.action, environment=record.environment,
-                                            trigger=event),
-                             outcomes.subject(self.settings.bus.outcomes_subject, "queued", record.rule)),
-        )
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         log.warning("dead-lettering message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)

@@ -10,10 +10,11 @@ The run's progress (queued, running, finished, outcome) is kept in a JetStream K
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats.js.errors
@@ -45,9 +46,19 @@ class RunRecord:
     action: str
     queued_at: float = field(default_factory=time.time)
     render_error: str | None = None
+    not_before: float = 0.0
+    """Epoch seconds before which the executor must not start it (debounce, delay, rate limit)."""
+    policy: dict[str, Any] = field(default_factory=dict)
+    """Policy-bucket keys the executor consults: ``slot`` + ``mode`` (concurrency), ``latest`` (debounce)."""
+    seq: int = 0
+    """Stream sequence of the triggering event: the arrival order policies agree on."""
+    events: dict[str, Any] | None = None
+    """A correlated run's joined events by requirement name (JSON format)."""
+    retry_of: str | None = None
+    """The run this one re-runs by hand (``runs retry``)."""
 
     def dumps(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return json.dumps(self.__dict__, separators=(",", ":")).encode()
 
     @classmethod
     def loads(cls, raw: bytes) -> "RunRecord":
@@ -115,5 +126,5 @@ class RunStates:
             keys = await self.kv.keys()
         except nats.js.errors.NoKeysError:
             return []
-        states = [await self.get(key) for key in keys]
+        states = await asyncio.gather(*(self.get(key) for key in keys))
         return sorted((s for s in states if s), key=lambda s: s.get("queuedAt", 0))
