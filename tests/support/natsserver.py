@@ -22,20 +22,22 @@ def binary() -> str:
 
 
 class NatsServer:
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *extra: str, scheme: str = "nats") -> None:
         self.store = store
+        self.extra = extra
+        self.scheme = scheme
         self.port = -1
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> "NatsServer":
         ports_dir = Path(tempfile.mkdtemp(prefix="tr-test-ports-"))
         self.process = subprocess.Popen(
             [binary(), "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port),
-             "--ports_file_dir", str(ports_dir)],
+             "--ports_file_dir", str(ports_dir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
