@@ -8,7 +8,6 @@ CDEvents translation for the events that say something about delivery: ``workflo
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any, Callable
@@ -16,7 +15,7 @@ from typing import Any, Callable
 from router import artifacts, auth, cdevents, errors, event_types, events
 from router.registry import Delivery, registry
 from router.settings import Settings
-from handlers.sources.payload import dig, first
+from handlers.sources.payload import dig, first, load_object
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +95,7 @@ class GithubSource:
         delivery_id = self.delivery_id(delivery)
         if not delivery_id:
             raise errors.BadRequest("missing X-GitHub-Delivery header", field="X-GitHub-Delivery")
-        try:
-            payload = json.loads(delivery.body)
-        except ValueError as exc:
-            raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise errors.BadRequest("body must be a JSON object")
+        payload = load_object(delivery.body)
         if name == "ping":
             return []
         action = payload.get("action") if isinstance(payload.get("action"), str) else None

@@ -8,13 +8,12 @@ without it, ``X-Gitlab-Event-UUID``. Pipeline events are also translated to CDEv
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from router import auth, cdevents, errors, event_types, events
 from router.registry import Delivery, registry
 from router.settings import Settings
-from handlers.sources.payload import dig, first
+from handlers.sources.payload import dig, first, load_object
 
 _SUBJECT: dict[str, tuple[tuple[str, ...], ...]] = {
     "push": (("ref",),),
@@ -69,12 +68,7 @@ class GitlabSource:
         if not delivery_id:
             raise errors.BadRequest("missing Idempotency-Key or X-Gitlab-Event-UUID header",
                                     field="Idempotency-Key")
-        try:
-            payload = json.loads(delivery.body)
-        except ValueError as exc:
-            raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise errors.BadRequest("body must be a JSON object")
+        payload = load_object(delivery.body)
         kind = payload.get("object_kind") or payload.get("event_type")
         if not isinstance(kind, str) or not kind:
             raise errors.BadRequest("payload has no object_kind", field="object_kind")

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from router import errors
+
+
+def load_object(body: bytes) -> dict[str, Any]:
+    """The webhook body as a JSON object, or ``BadRequest`` saying what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise errors.BadRequest("body must be a JSON object")
+    return payload
 
 
 def dig(payload: Any, *path: str) -> Any:

@@ -12,22 +12,16 @@ that deploys "what was pushed to :v1" should fire once, for the index, not once 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
 from router import artifacts, errors, events
 from router.registry import Delivery
+from handlers.sources import payload as payloads
 
 
 def load_object(delivery: Delivery) -> dict[str, Any]:
-    try:
-        payload = json.loads(delivery.body)
-    except ValueError as exc:
-        raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise errors.BadRequest("body must be a JSON object")
-    return payload
+    return payloads.load_object(delivery.body)
 
 
 def require(payload: Any, *path: str | int, kind: type = str) -> Any:
