@@ -9,6 +9,9 @@ import pytest
 
 from tests.support.natsserver import NatsServer
 
+# The local Kubernetes control plane (session fixture ``kube_cluster``), built once and cached.
+pytest_plugins = ["tests.kubeplane.fixture"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
