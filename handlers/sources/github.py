@@ -110,7 +110,7 @@ class GithubSource:
         time = events.rfc3339(first(payload, *_TIME.get(name, ())))
         if time:
             attributes["time"] = time
-        event = events.make(attributes, payload)
+        event = events.make(attributes, payload, raw=delivery.body)
         translate = _CDEVENTS.get(name)
         derived = translate(event, payload, action) if translate else None
         return [event, derived] if derived else [event]

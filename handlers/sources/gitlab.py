@@ -79,7 +79,7 @@ class GitlabSource:
         time = events.rfc3339(first(payload, *_TIME.get(kind, ())) or _last_commit_time(payload))
         if time:
             attributes["time"] = time
-        event = events.make(attributes, payload)
+        event = events.make(attributes, payload, raw=delivery.body)
         derived = _pipeline(event, payload) if kind == "pipeline" else None
         return [event, derived] if derived else [event]
 
