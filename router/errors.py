@@ -111,3 +111,29 @@ class PermanentError(DispatchError):
 
 class TemporaryError(DispatchError):
     """Retrying may help (a timeout, a connection refused, a 503)."""
+
+
+class RunCancelled(DispatchError):
+    """The run was told to stop (replaced by a newer run); it ends with outcome ``cancel``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class KubernetesError(DispatchError):
+    """The Kubernetes API refused a request or could not be reached; ``status`` 0 means no answer."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        super().__init__(f"Kubernetes API {status or 'unreachable'} {reason}: {message}".replace("  ", " "))
+
+
+class KubernetesUnavailable(KubernetesError, TemporaryError):
+    """No answer, 429 or 5xx: asking again later may work."""
+
+
+class KubernetesRefused(KubernetesError, PermanentError):
+    """A 4xx answer (forbidden, not found, conflict, invalid, gone): the same request fails again."""

@@ -26,6 +26,13 @@ GAR_PUSH = "com.google.artifactregistry.push"
 ACR_PUSH = "com.azure.containerregistry.push"
 # An item of a multi-event delivery that could not be ingested (stored in the dead-letter stream).
 INGEST_REJECTED = "dev.triggerrouter.ingest.rejected"
+# A correlation rule's partial join whose window ended before every required event arrived.
+CORRELATION_EXPIRED = "dev.triggerrouter.correlation.expired"
+# Kubernetes watch transitions: io.k8s.<kind>.<transition>, e.g. io.k8s.deployment.rollout_completed
+# (handlers/sources/kubernetes/); a completed rollout is also a CDEvent service.deployed/upgraded.
+KUBERNETES_PREFIX = "io.k8s."
+SERVICE_DEPLOYED = "dev.cdevents.service.deployed.0.3.0"
+SERVICE_UPGRADED = "dev.cdevents.service.upgraded.0.3.0"
 TESTSUITERUN_QUEUED = "dev.cdevents.testsuiterun.queued.0.3.0"
 TESTSUITERUN_STARTED = "dev.cdevents.testsuiterun.started.0.3.0"
 TESTSUITERUN_FINISHED = "dev.cdevents.testsuiterun.finished.0.3.0"
@@ -37,3 +44,7 @@ def github(event: str, action: str | None = None) -> str:
 
 def gitlab(object_kind: str) -> str:
     return f"{GITLAB_PREFIX}{object_kind}"
+
+
+def kubernetes(kind: str, transition: str) -> str:
+    return f"{KUBERNETES_PREFIX}{kind.lower()}.{transition}"

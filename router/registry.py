@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from pydantic import BaseModel
 
@@ -49,6 +49,9 @@ class WebhookSource(Protocol):
 
 
 SourceFactory = Callable[[Settings], WebhookSource]
+# A source that runs for the life of the process (a Kubernetes watch), given the settings and the
+# bus (``router.bus.Bus``; not imported here to keep this module free of NATS).
+BackgroundSource = Callable[[Settings, Any], Awaitable[None]]
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
 
 
@@ -63,12 +66,22 @@ class Action:
 class Registry:
     webhook_sources: dict[str, SourceFactory] = field(default_factory=dict)
     actions: dict[str, Action] = field(default_factory=dict)
+    background_sources: dict[str, BackgroundSource] = field(default_factory=dict)
 
     def action(self, name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
         def register(run: ActionRun) -> ActionRun:
             if name in self.actions:
                 raise ValueError(f"action {name!r} is registered twice")
             self.actions[name] = Action(name, params, run)
+            return run
+
+        return register
+
+    def background_source(self, name: str) -> Callable[[BackgroundSource], BackgroundSource]:
+        def register(run: BackgroundSource) -> BackgroundSource:
+            if name in self.background_sources:
+                raise ValueError(f"background source {name!r} is registered twice")
+            self.background_sources[name] = run
             return run
 
         return register

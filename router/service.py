@@ -66,6 +66,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
         url, server = await nats_url(settings)
         await bus.start(url)
+        tasks += [asyncio.create_task(run(settings, bus), name=f"source-{name}")
+                  for name, run in plugins.background_sources.items()]
         if routing:
             tasks.append(asyncio.create_task(_route(bus, settings, plugins, matcher, stop), name="routing"))
         await stop.wait()

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
 from router import errors
+from router.settings_kubernetes import KubernetesSettings
 from router.settings_registries import RegistriesSettings
 
 ENV_PREFIX = "TRIGGER_ROUTER_"
@@ -143,6 +144,10 @@ class RouterSettings(_Section):
     runs_stream: str = "TR_RUNS"
     runs_subject: str = "tr.runs"
     state_bucket: str = "TR_RUN_STATE"
+    policy_bucket: str = "TR_POLICY"
+    """Run-policy state shared by every router: concurrency slots, debounce, dedupe, rate, joins."""
+    control_subject: str = "tr.control"
+    """Core NATS subject prefix for live signals to executors (``<prefix>.cancel.<run id>``)."""
 
 
 class LogSettings(_Section):
@@ -157,6 +162,7 @@ class Settings(_Section):
     github: GithubSettings = GithubSettings()
     gitlab: GitlabSettings = GitlabSettings()
     registries: RegistriesSettings = RegistriesSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
     log: LogSettings = LogSettings()

@@ -2,3 +2,4 @@
 
 from handlers.sources import github, gitlab  # noqa: F401  (registration by import)
 from handlers.sources import registry  # noqa: F401  (container registries: handlers/sources/registry/)
+from handlers.sources import kubernetes  # noqa: F401  (watch source: handlers/sources/kubernetes/)

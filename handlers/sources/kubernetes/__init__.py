@@ -1,0 +1,50 @@
+"""Kubernetes watch source: configured resources -> semantic ``io.k8s.*`` CloudEvents.
+
+Runs in every ``serve`` process that has ``kubernetes.watches``; several replicas may watch the
+same cluster at once, since every transition has a deterministic event id that JetStream
+deduplicates. Also points the shared Kubernetes client (used by the ``kubernetesJob`` and
+``rolloutCheck`` actions) at ``kubernetes.kubeconfig`` / in-cluster / ``$KUBECONFIG``.
+
+- ``transitions``: per kind, which changes are worth an event (registered observers).
+- ``emit``: transitions as CloudEvents, completed rollouts as CDEvents ``service.deployed``.
+- ``watcher``: list + watch + resume + re-list for one resource.
+- ``state``: resourceVersion and known objects in JetStream KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from handlers.kubernetes import client as kube
+from handlers.sources.kubernetes import state
+from handlers.sources.kubernetes.watcher import ResourceWatch
+from router.registry import registry
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def start(settings: Settings, bus: Any, client: kube.Client | None = None) -> list[ResourceWatch]:
+    """One ``ResourceWatch`` per configured resource and namespace (not yet running)."""
+    config = settings.kubernetes
+    client = client or await kube.shared()
+    store = await state.Store.open(bus.js, config.state_bucket, settings.bus.replicas)
+    return [ResourceWatch(client, bus, store, watch, namespace, config)
+            for watch in config.watches for namespace in (watch.namespaces or [None])]
+
+
+@registry.background_source("kubernetes")
+async def run(settings: Settings, bus: Any) -> None:
+    kube.configure(settings.kubernetes)
+    if not settings.kubernetes.watches:
+        return
+    await bus.wait_ready()
+    client = await kube.Client.connect(settings.kubernetes)  # its own connections, apart from the actions'
+    try:
+        watches = await start(settings, bus, client)
+        log.info("watching %s", ", ".join(w.label for w in watches))
+        await asyncio.gather(*(w.run() for w in watches))
+    finally:
+        await client.close()

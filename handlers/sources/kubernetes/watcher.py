@@ -1,0 +1,143 @@
+"""One list-then-watch loop over one resource in one namespace (or all), kept alive forever.
+
+The loop: list (first start only: what exists is baseline, not news), then watch from the list's
+resourceVersion with bookmarks. A watch request that ends is resumed from the last version seen; a
+broken connection or a restarted apiserver is retried with exponential backoff and full jitter; a
+version that expired (410 Gone) is answered by a re-list diffed against what was known, so a
+transition that happened in the gap is emitted once and nothing is emitted twice.
+
+Order per object event: publish the transitions (deterministic ids), then remember the new summary
+and resourceVersion (``state.Store``). A failure in between repeats the publish, never skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from handlers.kubernetes import client as kube
+from handlers.sources.kubernetes import emit, state, transitions
+from router import errors
+from router.settings_kubernetes import KubernetesSettings, Watch
+
+log = logging.getLogger(__name__)
+
+
+class ResourceWatch:
+    def __init__(self, client: kube.Client, bus: Any, store: state.Store, spec: Watch,
+                 namespace: str | None, settings: KubernetesSettings) -> None:
+        self.client, self.bus, self.store, self.spec, self.namespace = client, bus, store, spec, namespace
+        self.settings = settings
+        if spec.conditions and spec.kind in transitions.OBSERVERS:
+            raise errors.ConfigError(f"conditions are for kinds without built-in transitions, not {spec.kind}",
+                                     path="kubernetes.watches.conditions")
+        self.observer = transitions.OBSERVERS.get(spec.kind) or transitions.generic(spec.conditions)
+        self.key = state.key(client.cluster, spec.group, spec.version, spec.kind, namespace, spec.label_selector)
+        self.memory = state.WatchState()
+        self.ready = asyncio.Event()
+        """Set once the watch has listed (or resumed) and follows changes."""
+        self.published = 0
+        self.duplicates = 0
+        self.relists = 0
+        self.plural = ""
+        self.path = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.kind} in {self.namespace or 'all namespaces'}"
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._run_once()
+                delay = 0.2
+            except errors.KubernetesRefused as exc:
+                if exc.status == 410:
+                    log.info("%s: resourceVersion %s expired; re-listing", self.label, self.memory.resource_version)
+                    await self._relist_with_retry()
+                    continue
+                log.error("%s: %s; retrying in %.1fs", self.label, exc, delay)
+            except (errors.KubernetesUnavailable, errors.BusUnavailable) as exc:
+                log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
+            except Exception:  # a bug (an object shaped unlike any seen) must not end the watch for good
+                log.exception("%s: watch failed; retrying in %.1fs", self.label, delay)
+            await asyncio.sleep(random.uniform(0, delay))  # full jitter: replicas do not reconnect in step
+            delay = min(delay * 2, self.settings.max_backoff)
+
+    async def _run_once(self) -> None:
+        if not self.ready.is_set():  # until the first list (or the stored position) succeeded
+            plural, _ = await self.client.resource(self.spec.group, self.spec.version, self.spec.kind)
+            self.path = await self.client.collection_path(self.spec.group, self.spec.version, self.spec.kind,
+                                                          self.namespace)
+            self.plural = plural
+            self.memory = await self.store.load(self.key)
+            if self.memory.resource_version is None:
+                await self.list(baseline=True)
+            else:
+                log.info("%s: resuming at resourceVersion %s", self.label, self.memory.resource_version)
+            self.ready.set()
+        query = {"labelSelector": self.spec.label_selector, "allowWatchBookmarks": True,
+                 "resourceVersion": self.memory.resource_version}
+        async for event in self.client.watch(self.path, query, self.settings.watch_timeout):
+            obj = event["object"]
+            version = obj["metadata"]["resourceVersion"]
+            if event["type"] in ("ADDED", "MODIFIED"):
+                await self.observe(obj)
+            elif event["type"] == "DELETED":
+                self.memory.objects.pop(obj["metadata"]["uid"], None)
+            self.memory.resource_version = version
+            await self.store.save(self.key, self.memory)
+
+    async def _relist_with_retry(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.list(baseline=False)
+                self.relists += 1
+                return
+            except (errors.KubernetesError, errors.BusUnavailable) as exc:
+                log.warning("%s: re-list failed (%s); retrying in %.1fs", self.label, exc, delay)
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, self.settings.max_backoff)
+
+    async def list(self, *, baseline: bool) -> None:
+        """List every object; ``baseline``: remember without emitting, else diff against memory."""
+        items, version, token = [], None, None
+        while True:
+            page = await self.client.request("GET", self.path, query={
+                "labelSelector": self.spec.label_selector, "limit": 500, "continue": token})
+            items += page["items"]
+            version, token = page["metadata"]["resourceVersion"], page["metadata"].get("continue")
+            if not token:
+                break
+        seen: dict[str, dict[str, Any]] = {}
+        for obj in items:
+            obj.setdefault("kind", self.spec.kind)
+            obj.setdefault("apiVersion", f"{self.spec.group}/{self.spec.version}".lstrip("/"))
+            uid = obj["metadata"]["uid"]
+            if baseline:
+                seen[uid] = self.observer.baseline(self.observer.summarize(obj, None))
+            else:
+                seen[uid] = await self._transitions(obj)
+        self.memory = state.WatchState(version, seen)
+        await self.store.save(self.key, self.memory)
+
+    async def observe(self, obj: dict[str, Any]) -> None:
+        self.memory.objects[obj["metadata"]["uid"]] = await self._transitions(obj)
+
+    async def _transitions(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Publish what changed since the remembered summary; return the new summary (not yet stored)."""
+        obj.setdefault("kind", self.spec.kind)
+        old = self.memory.objects.get(obj["metadata"]["uid"])
+        new = self.observer.summarize(obj, old)
+        for transition in self.observer.transitions(old, new, obj):
+            for event in await emit.build(self.client, obj, self.plural, transition):
+                published = await self.bus.publish(event)
+                self.published += 1
+                self.duplicates += published.duplicate
+                log.info("%s %s (%s/%s)%s", event.type, event.id, obj["metadata"].get("namespace"),
+                         obj["metadata"]["name"], " duplicate" if published.duplicate else "")
+        return new

@@ -1,0 +1,194 @@
+"""``kubernetesJob`` end to end: event -> rule -> Job on the local control plane -> outcome.
+
+kwok plays the kubelet: a Job's pod succeeds (exit 0) unless annotated to fail (exit 1) or hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+
+import pytest
+import yaml
+
+from handlers.actions import kubernetes_job
+from router import actions, errors, events, rules, runs
+from tests.integration.test_routing import outcomes_for, start_routing, stop
+from tests.support import cdevents_schema
+
+DIGEST = "sha256:" + "5e" * 32
+RULE = """
+kind: TriggerRule
+metadata: {{name: smoke-{name}}}
+spec:
+  filters: [{{exact: {{type: dev.example.deployed}}}}]
+  policy: {{timeout: 60s}}
+  action:
+    kubernetesJob:
+      namespace: {namespace}
+      digest: "{{{{ data.digest }}}}"
+      activeDeadlineSeconds: {deadline}
+      logTailLines: 5
+      job:
+        metadata: {{name: smoke}}
+        spec:
+          template:
+            metadata:
+              annotations: {annotations}
+            spec:
+              containers:
+                - name: smoke
+                  image: registry.invalid/smoke:1
+                  args: ["--target", "{{{{ data.service }}}}"]
+                  resources:
+                    requests: {{cpu: 10m, memory: 16Mi}}
+                    limits: {{cpu: 100m, memory: 64Mi}}
+"""
+
+
+def deployed_event(event_id: str) -> events.CloudEvent:
+    return events.make({"id": event_id, "source": "/tests/deployer", "type": "dev.example.deployed"},
+                       {"service": "web", "digest": DIGEST})
+
+
+@pytest.mark.parametrize("name,annotations,deadline,outcome,reason", [
+    ("ok", "{}", 30, "success", "complete"),
+    ("fail", '{"kwok.trigger-router.dev/outcome": "fail"}', 30, "failure", "BackoffLimitExceeded"),
+    ("hang", '{"kwok.trigger-router.dev/outcome": "hang"}', 2, "failure", "DeadlineExceeded"),
+])
+async def test_job_outcome(edge, tmp_path, kube_client, namespace, name, annotations, deadline, outcome, reason):
+    tasks = await start_routing(edge, tmp_path, RULE.format(name=name, namespace=namespace,
+                                                            annotations=annotations, deadline=deadline))
+    try:
+        trigger = deployed_event(f"deploy-{name}")
+        await edge.bus.publish(trigger)
+        *_, finished = await outcomes_for(edge, 3, timeout=60)
+    finally:
+        await stop(tasks)
+    cdevents_schema.validate(finished)
+    content = finished["subject"]["content"]
+    assert content["outcome"] == outcome, content
+    assert reason in content["reason"]
+    [check] = finished["customData"]["checks"]
+    run_id = runs.run_id(f"smoke-{name}", trigger)
+    assert check["job"] == f"smoke-{run_id[:12]}"
+    job = await kube_client.request("GET", f"{kubernetes_job.jobs_path(namespace)}/{check['job']}")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"registry.invalid/smoke:1@{DIGEST}"
+    assert container["args"] == ["--target", "web"]
+    assert job["metadata"]["labels"]["trigger-router.dev/run-id"] == run_id
+    assert job["metadata"]["annotations"]["trigger-router.dev/event-id"] == trigger.id
+    assert job["spec"]["activeDeadlineSeconds"] == deadline and job["spec"]["ttlSecondsAfterFinished"] == 3600
+    if name == "ok":
+        [pod] = check["pods"]
+        [status] = pod["containers"]
+        assert status["exitCode"] == 0 and status["imageID"] == f"registry.invalid/smoke@{DIGEST}"
+        assert status["logs"].startswith("(logs unavailable")
+    if name == "fail":
+        assert "=1" in content["reason"]  # the exit code is named
+
+
+async def test_redelivered_run_finds_its_job(kube_client, namespace):
+    params = kubernetes_job.KubernetesJob.model_validate(_params(namespace))
+    context = actions.Context("a" * 32, "again", deployed_event("again"), 30.0)
+    first = await kubernetes_job.run_job(params, context)
+    second = await kubernetes_job.run_job(params, context)
+    assert first.outcome == second.outcome == "success"
+    listing = await kube_client.request("GET", kubernetes_job.jobs_path(namespace))
+    assert [j["metadata"]["name"] for j in listing["items"]] == ["smoke-aaaaaaaaaaaa"]
+
+
+async def test_cancelled_run_deletes_its_job(kube_client, namespace):
+    params = kubernetes_job.KubernetesJob.model_validate(_params(namespace, hang=True))
+    context = actions.Context("b" * 32, "cancelled", deployed_event("cancelled"), 60.0)
+    task = asyncio.create_task(kubernetes_job.run_job(params, context))
+    path = f"{kubernetes_job.jobs_path(namespace)}/smoke-bbbbbbbbbbbb"
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await kube_client.request("GET", path)
+                break
+            except errors.KubernetesRefused:
+                await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(30):  # background propagation: the Job goes first, then its pods
+        while True:
+            try:
+                job = await kube_client.request("GET", path)
+                assert job["metadata"].get("deletionTimestamp")
+                await asyncio.sleep(0.2)
+            except errors.KubernetesRefused as exc:
+                assert exc.status == 404
+                break
+
+
+@pytest.mark.parametrize("where", ["jobConfigMap", "jobFile"])
+async def test_job_template_from_config_map_or_file(kube_client, namespace, tmp_path, where):
+    template = _params(namespace)["job"]
+    template["spec"]["template"]["spec"]["containers"][0]["args"] = ["{{ data.service }}"]
+    if where == "jobConfigMap":
+        await kube_client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body={
+            "metadata": {"name": "smoke"}, "data": {"job.yaml": yaml.safe_dump(template)}})
+        source = {"jobConfigMap": {"name": "smoke"}}
+    else:
+        (tmp_path / "job.yaml").write_text(yaml.safe_dump(template))
+        source = {"jobFile": str(tmp_path / "job.yaml")}
+    params = kubernetes_job.KubernetesJob.model_validate({"namespace": namespace, **source})
+    result = await kubernetes_job.run_job(params, actions.Context("c" * 32, "t", deployed_event("t"), 30.0))
+    assert result.outcome == "success", result.reason
+    job = await kube_client.request("GET", f"{kubernetes_job.jobs_path(namespace)}/smoke-cccccccccccc")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["web"]
+
+
+async def test_unbounded_config_map_template_is_an_error(kube_client, namespace):
+    template = _params(namespace)["job"]
+    del template["spec"]["template"]["spec"]["containers"][0]["resources"]
+    await kube_client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body={
+        "metadata": {"name": "smoke"}, "data": {"job.yaml": yaml.safe_dump(template)}})
+    params = kubernetes_job.KubernetesJob.model_validate({"namespace": namespace, "jobConfigMap": {"name": "smoke"}})
+    with pytest.raises(errors.PermanentError, match="has no resources.requests or resources.limits"):
+        await kubernetes_job.run_job(params, actions.Context("e" * 32, "t", deployed_event("t"), 30.0))
+
+
+def _params(namespace: str, hang: bool = False) -> dict:
+    annotations = {"kwok.trigger-router.dev/outcome": "hang"} if hang else {}
+    return {"namespace": namespace, "job": {"metadata": {"name": "smoke"}, "spec": {"template": {
+        "metadata": {"annotations": annotations},
+        "spec": {"containers": [{"name": "smoke", "image": "registry.invalid/smoke:1", "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}}]}}}}}
+
+
+def test_rule_without_limits_is_refused_at_load(tmp_path):
+    rule = textwrap.dedent("""
+        kind: TriggerRule
+        metadata: {name: unbounded}
+        spec:
+          action:
+            kubernetesJob:
+              namespace: default
+              job:
+                spec:
+                  template:
+                    spec:
+                      containers: [{name: smoke, image: "registry.invalid/smoke:1"}]
+        """)
+    path = tmp_path / "rule.yaml"
+    path.write_text(rule)
+    with pytest.raises(errors.RuleError) as refused:
+        rules.load([str(path)])
+    assert "containers[0] (smoke) has no resources.requests or resources.limits" in str(refused.value)
+    assert "allowUnbounded" in str(refused.value)
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("spec: {template: {spec: {containers: [{name: smoke, image: x}]}}}")
+    path.write_text(f"""
+        kind: TriggerRule
+        metadata: {{name: unbounded-file}}
+        spec: {{action: {{kubernetesJob: {{namespace: default, jobFile: "{job_file}"}}}}}}
+        """)
+    with pytest.raises(errors.RuleError, match="containers.0. .smoke. has no resources"):
+        rules.load([str(path)])
+    path.write_text(rule.replace("namespace: default", "namespace: default\n      allowUnbounded: true"))
+    [loaded] = rules.load([str(path)])
+    assert loaded.name == "unbounded"

@@ -1,0 +1,110 @@
+"""The manifests in deploy/ grant what the router needs, and no more.
+
+The router runs here with a token of the ``trigger-router`` ServiceAccount (TokenRequest API), bound
+exactly as ``deploy/rbac.yaml`` says, and must still watch rollouts, run a smoke Job and verify a
+rollout, while reading a Secret or changing a workload is forbidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from handlers.actions import kubernetes_job, rollout_check
+from handlers.kubernetes import client as kube
+from router import actions, errors, events
+from router.settings_kubernetes import KubernetesSettings
+from tests.integration.k8s import watching
+from tests.integration.k8s.conftest import apply_deployment, deployment
+from tests.kubeplane import cluster as kubeplane_cluster
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DIGEST = "sha256:" + "c3" * 32
+PATHS = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+}
+
+
+async def apply(client, path: Path, jobs_namespace: str) -> None:
+    for document in yaml.safe_load_all(path.read_text()):
+        if document["kind"] == "RoleBinding":
+            document["metadata"]["namespace"] = jobs_namespace  # the namespace smoke tests run in
+        url = PATHS[document["kind"]].format(namespace=document["metadata"].get("namespace"))
+        try:
+            await client.request("POST", url, body=document)
+        except errors.KubernetesRefused as exc:
+            if exc.status != 409:  # the cluster is shared by the session: applied by an earlier run
+                raise
+
+
+async def service_account_kubeconfig(client, kube_cluster, directory: Path) -> Path:
+    answer = await client.request(
+        "POST", "/api/v1/namespaces/trigger-router/serviceaccounts/trigger-router/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}})
+    path = directory / "trigger-router.kubeconfig"
+    path.write_text(kubeplane_cluster.kubeconfig(kube_cluster.server, kube_cluster.ca_file.read_bytes(),
+                                                 answer["status"]["token"], "trigger-router"))
+    return path
+
+
+async def test_router_works_with_least_privilege(edge, tmp_path, kube_cluster, kube_client, namespace):
+    if kube_cluster.ca_file is None:
+        pytest.skip("needs the cluster CA to build a ServiceAccount kubeconfig")
+    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
+        await apply(kube_client, DEPLOY / manifest, namespace)
+    await kube_client.request("POST", f"/api/v1/namespaces/{namespace}/secrets",
+                              body={"metadata": {"name": "db"}, "stringData": {"password": "hunter2"}})
+    kubeconfig = await service_account_kubeconfig(kube_client, kube_cluster, tmp_path)
+    router = await kube.Client.connect(KubernetesSettings(kubeconfig=kubeconfig, cluster="kubeplane"))
+    loop = asyncio.get_running_loop()
+    kube._shared[loop] = router  # the actions use the router's identity from here on
+    try:
+        # RBAC bindings take effect within a moment; wait until the role is visible.
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await router.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")
+                    break
+                except errors.KubernetesRefused:
+                    await asyncio.sleep(0.3)
+        config = watching.settings(edge.nats_url, kubeconfig, namespace, kinds=("Deployment", "Pod", "Job"))
+        running = await watching.watch(config, edge.bus, router)
+        try:
+            await apply_deployment(kube_client, namespace, deployment("web", f"registry.invalid/web@{DIGEST}", 1))
+            stored = await watching.wait_for_events(edge, lambda s: watching.of_type(s, "service.deployed.0.3.0"))
+        finally:
+            await running.stop()
+        assert watching.of_type(stored, "io.k8s.deployment.rollout_completed")
+
+        trigger = events.make({"id": "rbac", "source": "/tests", "type": "dev.example"}, {})
+        context = actions.Context("d" * 32, "rbac", trigger, 30.0)
+        job = kubernetes_job.KubernetesJob.model_validate({"namespace": namespace, "digest": DIGEST, "job": {
+            "spec": {"template": {"spec": {"containers": [{"name": "smoke", "image": "registry.invalid/smoke:1",
+                                                           "resources": {"requests": {"cpu": "10m"},
+                                                                         "limits": {"cpu": "100m"}}}]}}}}})
+        assert (await kubernetes_job.run_job(job, context)).outcome == "success"
+        check = rollout_check.RolloutCheck.model_validate({"namespace": namespace, "name": "web",
+                                                           "expectedDigest": DIGEST})
+        verified = await rollout_check.rollout_check(check, context)
+        assert verified.outcome == "success", verified.reason
+
+        forbidden = [("GET", f"/api/v1/namespaces/{namespace}/secrets/db", None),
+                     ("GET", "/api/v1/secrets", None),
+                     ("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web", {"spec": {"replicas": 0}}),
+                     ("POST", "/apis/batch/v1/namespaces/default/jobs", job.job)]
+        for method, path, body in forbidden:
+            with pytest.raises(errors.KubernetesRefused) as refused:
+                await router.request(method, path, body=body, content_type="application/merge-patch+json"
+                                     if method == "PATCH" else None)
+            assert refused.value.status == 403, (method, path)
+            assert "system:serviceaccount:trigger-router:trigger-router" in refused.value.message
+    finally:
+        kube._shared[loop] = kube_client
+        await router.close()
