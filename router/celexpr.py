@@ -36,17 +36,26 @@ def compile(expression: str, path: str) -> "cel.Program":
         raise errors.RuleError(message, field=path) from exc
 
 
-def variables(event: CloudEvent) -> "cel.Context":
-    global _cache
-    if _cache[0] is event:
-        return _cache[1]
+def values(event: CloudEvent) -> dict[str, Any]:
+    """The variables as plain Python values (``variables`` is their compiled, cached form)."""
     try:
         data = event.json() if event.is_json() else None
     except errors.BadRequest:
         data = None
     attributes = dict(event.attributes)
+    return {**attributes, "event": {**attributes, "data": data}, "data": data}
+
+
+def variables(event: CloudEvent, extra: dict[str, Any] | None = None) -> "cel.Context":
+    global _cache
+    if extra:  # a correlated run's templates: rare, so built each time and not cached
+        context = cel.Context()
+        context.update({**values(event), **extra})
+        return context
+    if _cache[0] is event:
+        return _cache[1]
     context = cel.Context()
-    context.update({**attributes, "event": {**attributes, "data": data}, "data": data})
+    context.update(values(event))
     _cache = (event, context)
     return context
 
@@ -54,7 +63,7 @@ def variables(event: CloudEvent) -> "cel.Context":
 def evaluate(program: "cel.Program", event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
     """The expression's value; every evaluation failure is raised as ``ValueError`` (callers decide)."""
     try:
-        return program.execute({**variables(event), **extra} if extra else variables(event))
+        return program.execute(variables(event, extra))
     except Exception as exc:  # the CEL binding raises KeyError, RuntimeError, TypeError, ... by case
         detail = str(exc).split("\n")[0]
         raise ValueError(f"no such key {detail}" if isinstance(exc, KeyError) else detail) from exc

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs_list.add_argument("--json", action="store_true", help="one JSON object per line")
     runs_show = runs_sub.add_parser("show", help="one run in full: params, checks, timings")
     runs_show.add_argument("run_id", metavar="RUN_ID")
+    runs_retry = runs_sub.add_parser("retry", help="queue a dead-lettered run (outcome error) again as a new run")
+    runs_retry.add_argument("run_id", metavar="RUN_ID")
 
     outcomes_cmd = commands.add_parser("outcomes", help="watch run outcomes (CDEvents testsuiterun.*)")
     outcomes_sub = outcomes_cmd.add_subparsers(dest="outcomes_command", required=True, metavar="SUBCOMMAND")
@@ -107,6 +109,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "runs":
         if args.runs_command == "list":
             return asyncio.run(run_commands.list_runs(settings, args.json, args.rule))
+        if args.runs_command == "retry":
+            return asyncio.run(run_commands.retry_run(settings, args.run_id))
         return asyncio.run(run_commands.show_run(settings, args.run_id))
     if args.command == "outcomes":
         return asyncio.run(tail_send.tail(settings, subject=None, as_json=args.json, from_start=args.all,

@@ -6,6 +6,11 @@ process dies, the message is redelivered to another executor after ``ack_wait`` 
 carried out again. ``started`` and ``finished`` outcomes have ids derived from the run id, so a
 repeated publish is dropped, and a run whose state is already ``finished`` is skipped: exactly one
 ``finished`` outcome per run.
+
+Run policies are enforced here too (``router.policy.gate``): a run recorded as never to execute
+(deduped, forbidden, replaced) is finished as ``cancel`` with its reason; a run not yet due is naked
+with the delay; a run cancelled by a newer one has its action task cancelled. A run that ends in
+``error`` is kept on the dead-letter stream (``router.run_deadletters``) for ``runs retry``.
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ from nats.aio.msg import Msg
 from nats.js import api
 from pydantic import ValidationError
 
-from router import actions, errors, outcomes, routing, runs
+from router import actions, errors, outcomes, routing, run_deadletters, runs
 from router.bus import Bus
+from router.policy import correlation, gate as gate_mod
+from router.policy.store import PolicyStore
 from router.registry import Registry
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
+WAITING = 10_000
+"""Room in ``max_ack_pending`` for runs naked until due (debounce, delay, rate limit, queue):
+JetStream counts them as pending, and a full window would stall due runs behind waiting ones."""
 
 
 class Executor:
@@ -39,17 +49,26 @@ class Executor:
         self.states = states
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.active: set[asyncio.Task] = set()
+        self.gate: gate_mod.Gate | None = None
+        self.correlator: correlation.Correlator | None = None
+
+    async def open_policies(self) -> None:
+        store = await PolicyStore.open(self.bus.js, self.settings)
+        self.gate = gate_mod.Gate(store, self.bus.nc, self.settings.router.control_subject)
+        self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
+        await self.gate.start()
 
     async def subscribe(self):
         router = self.settings.router
         durable = f"{router.durable}-runs"
         config = api.ConsumerConfig(durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT,
-                                    ack_wait=router.ack_wait, max_ack_pending=router.concurrency * 4,
+                                    ack_wait=router.ack_wait, max_ack_pending=router.concurrency * 4 + WAITING,
                                     filter_subject=f"{router.runs_subject}.>")
         return await self.bus.js.pull_subscribe(f"{router.runs_subject}.>", durable=durable,
                                                 stream=router.runs_stream, config=config)
 
     async def run(self) -> None:
+        await self.open_policies()
         subscription = await self.subscribe()
         limit = self.settings.router.concurrency
         try:
@@ -60,6 +79,7 @@ class Executor:
                 try:
                     messages = await subscription.fetch(limit - len(self.active), timeout=1.0)
                 except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    routing.raise_if_cancelling()
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
                     log.warning("fetching runs failed (%s); retrying", exc)
@@ -74,8 +94,12 @@ class Executor:
                 task.cancel()
             await asyncio.gather(*self.active, return_exceptions=True)
             await routing.unsubscribe(subscription)
+            await self.gate.stop()
 
     async def execute(self, msg: Msg) -> None:
+        if msg.subject.startswith(f"{self.settings.router.runs_subject}.{correlation.EXPIRE_TOKEN}."):
+            await self._expire(msg)
+            return
         try:
             record = runs.RunRecord.loads(msg.data)
         except (ValueError, TypeError) as exc:
@@ -84,34 +108,53 @@ class Executor:
             return
         state = await self.states.get(record.run_id)
         if state and state.get("state") == "finished":
+            await self.gate.release(record)
             await msg.ack()  # finished before a crash lost the ack
             return
         trigger = record.trigger()
+        cancelled = self.gate.watch(record)  # before the check, so no cancel request is missed
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
             if state is None:
                 await self._announce(record, trigger)
+            verdict = await self.gate.check(record)
+            if verdict.kind == "wait":
+                await msg.nak(delay=verdict.delay)
+                return
+            if verdict.kind == "end":
+                result = actions.Result(verdict.outcome, verdict.reason)
+                await self._publish("finished", record, trigger, result, 0, 0.0)
+                await self.states.update(record.run_id, state="finished", outcome=result.outcome, reason=result.reason,
+                                         decision=verdict.label, finishedAt=time.time())
+                await self.gate.release(record)
+                await msg.ack()
+                return
             await self._publish("started", record, trigger)
             started = time.time()
             await self.states.update(record.run_id, state="running", startedAt=started, worker=self.worker,
                                      deliveries=msg.metadata.num_delivered)
-            result, attempts = await self._attempts(record, trigger)
+            result, attempts = await self._attempts(record, trigger, cancelled)
             duration = time.time() - started
+            if result.outcome == "error":
+                await run_deadletters.record(self.bus, self.settings, record, result, attempts)
             await self._publish("finished", record, trigger, result, attempts, duration)
+            extra = {"decision": "replaced"} if cancelled.done() and result.outcome == "cancel" else {}
             await self.states.update(record.run_id, state="finished", outcome=result.outcome, reason=result.reason,
                                      finishedAt=time.time(), durationSeconds=round(duration, 3),
-                                     attempts=attempts, checks=result.checks)
+                                     attempts=attempts, checks=result.checks, **extra)
+            await self.gate.release(record)
         except errors.BusUnavailable as exc:
             log.warning("run %s: cannot record progress (%s); it will be retried", record.run_id, exc.detail)
             await msg.nak(delay=2.0)
             return
         finally:
             heartbeat.cancel()
+            self.gate.forget(record.run_id)
         await msg.ack()
         log.info("run %s rule=%s event=%s finished: %s %s", record.run_id, record.rule, trigger.id,
                  result.outcome, result.reason)
 
-    async def _attempts(self, record: runs.RunRecord, trigger) -> tuple[actions.Result, int]:
+    async def _attempts(self, record: runs.RunRecord, trigger, cancelled=None) -> tuple[actions.Result, int]:
         if record.render_error:
             return actions.Result("error", record.render_error), 0
         action = self.plugins.actions.get(record.action)
@@ -127,7 +170,10 @@ class Executor:
             attempt += 1
             retryable = False
             try:
-                result = await asyncio.wait_for(action.run(params, context), record.timeout)
+                result = await gate_mod.cancellable(asyncio.wait_for(action.run(params, context), record.timeout),
+                                                    cancelled)
+            except errors.RunCancelled as exc:
+                return actions.Result("cancel", exc.reason), attempt
             except asyncio.TimeoutError:
                 result = actions.Result("error", f"timed out after {record.timeout:g}s (policy.timeout)",
                                         severity="high")
@@ -142,14 +188,23 @@ class Executor:
                 return result, attempt
             delay = random.uniform(0, min(record.retry_max_backoff, record.retry_backoff * 2 ** (attempt - 1)))
             log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
-            await asyncio.sleep(delay)
+            try:
+                await gate_mod.cancellable(asyncio.sleep(delay), cancelled)
+            except errors.RunCancelled as exc:
+                return actions.Result("cancel", exc.reason), attempt
 
     async def _announce(self, record: runs.RunRecord, trigger) -> None:
         """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome."""
-        await self.states.create(record.run_id, {
-            "runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
-            "queuedAt": record.queued_at, "environment": record.environment,
-            "event": {"id": trigger.id, "source": trigger.source, "type": trigger.type}})
+        state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
+                 "queuedAt": record.queued_at, "environment": record.environment,
+                 "event": {"id": trigger.id, "source": trigger.source, "type": trigger.type}}
+        if record.decision:
+            state.update(record.decision.get("fields", {}), decision=record.decision.get("label"))
+            if record.not_before > record.queued_at:
+                state["notBefore"] = record.not_before
+        if record.events:
+            state["joined"] = {name: {"id": e.get("id"), "type": e.get("type")} for name, e in record.events.items()}
+        await self.states.create(record.run_id, state)
         await self._publish("queued", record, trigger)
 
     async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None):
@@ -157,6 +212,15 @@ class Executor:
                                environment=record.environment, trigger=trigger, result=result,
                                attempts=attempts, duration=duration)
         await self.bus.publish(event, outcomes.subject(self.settings.bus.outcomes_subject, stage, record.rule))
+
+    async def _expire(self, msg: Msg) -> None:
+        """A correlation join's expiry timer: not due yet (nak with the rest), or handled (ack)."""
+        try:
+            delay = await self.correlator.expire(msg.data)
+        except errors.BusUnavailable:
+            await msg.nak(delay=2.0)
+            return
+        await (msg.ack() if delay is None else msg.nak(delay=delay))
 
     async def _heartbeat(self, msg: Msg) -> None:
         interval = max(self.settings.router.ack_wait / 3, 0.5)

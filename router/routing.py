@@ -7,6 +7,11 @@ runs work-queue stream. That message is the run's record: the executor that take
 run ids, which JetStream's duplicate window turns into no-ops. One write per run keeps the hot path
 short (see bench/route.py). An event that cannot be
 decoded goes to the dead-letter stream with the reason and is terminated, never redelivered forever.
+
+Rules with run policies cost more than that one write: before the run message is published,
+``router.policy.admission`` decides (in the shared policy bucket) whether the run is deduped,
+forbidden or replaced, and when it may start; a ``correlate`` rule first adds the event to its join
+(``router.policy.correlation``) and records a run only when the join completes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from router import errors, events, runs
+from router import celexpr, errors, events, runs
+from router.policy import admission as admission_mod, correlation
+from router.policy.store import PolicyStore
 from router.bindings import nats as nats_binding
 from router.bus import Bus
 from router.matching import Matcher
@@ -42,6 +49,13 @@ class EventRouter:
         self.matcher = matcher
         """Replaced as a whole by a rule reload; read once per event, so a reload is atomic."""
         self.states = states
+        self.admission: admission_mod.Admission | None = None
+        self.correlator: correlation.Correlator | None = None
+
+    async def open_policies(self) -> None:
+        store = await PolicyStore.open(self.bus.js, self.settings)
+        self.admission = admission_mod.Admission(store, self.states, self.bus.nc, self.settings.router.control_subject)
+        self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
 
     async def subscribe(self):
         config = api.ConsumerConfig(
@@ -54,6 +68,7 @@ class EventRouter:
             stream=self.settings.bus.events_stream, config=config)
 
     async def run(self) -> None:
+        await self.open_policies()
         subscription = await self.subscribe()
         log.info("routing events with %d rule(s)", len(self.matcher.rules))
         try:
@@ -61,6 +76,7 @@ class EventRouter:
                 try:
                     messages = await subscription.fetch(BATCH, timeout=1.0)
                 except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    raise_if_cancelling()
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
                     log.warning("fetching events failed (%s); retrying", exc)
@@ -95,25 +111,38 @@ class EventRouter:
         except errors.BadRequest as exc:
             await self._dead_letter(msg, f"undecodable CloudEvent: {exc.detail}")
             return DEAD
-        records = [self._record(rule, event) for rule in matcher.match(event)]
+        records = []
+        for rule in matcher.match(event):
+            if rule.correlation is None:
+                batch = [self._record(rule, event)]
+            else:
+                batch = [self._record(rule, event, fired.run_id, fired.events)
+                         for fired in await self.correlator.offer(rule, event)]
+            if batch and admission_mod.Admission.applies(rule):
+                for record in batch:
+                    await self.admission.admit(rule, record, event, msg.metadata.sequence.stream)
+            records += batch
         if not records:
             return None
         await asyncio.gather(*(self.bus.publish_raw(
             f"{self.settings.router.runs_subject}.{record.run_id}", record.dumps(), record.run_id)
             for record in records))
 
-    def _record(self, rule: Rule, event: events.CloudEvent) -> runs.RunRecord:
-        run_id = runs.run_id(rule.name, event)
+    def _record(self, rule: Rule, event: events.CloudEvent, run_id: str | None = None,
+                joined: dict | None = None) -> runs.RunRecord:
+        run_id = run_id or runs.run_id(rule.name, event)
         retry = rule.policy.retry
         params, render_error, environment = {}, None, event.source
+        extra = {"events": {name: celexpr.values(events.from_json_object(doc))["event"]
+                            for name, doc in joined.items()}} if joined else None
         try:
-            params = rule.render(event)
+            params = rule.render(event, extra)
             environment = rule.environment_for(event)
         except errors.PermanentError as exc:
             render_error = str(exc)
         return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event, binary=True),
                               rule.policy.timeout, retry.limit, retry.backoff, retry.max_backoff,
-                              rule.action.name, render_error=render_error)
+                              rule.action.name, render_error=render_error, events=joined)
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         log.warning("dead-lettering message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
@@ -122,6 +151,15 @@ class EventRouter:
                         "Trigger-Router-Dead-At": str(time.time())})
         await self.bus.publish_raw(f"{self.settings.bus.deadletter_subject}.events", msg.data,
                                    f"dead-{msg.metadata.stream}-{msg.metadata.sequence.stream}", headers)
+
+
+def raise_if_cancelling() -> None:
+    """Python 3.11's ``wait_for`` turns a cancellation that races its timeout into ``TimeoutError``
+    (fixed in 3.12); a fetch loop that retries on timeouts would then never stop, and shutdown
+    would wait for it forever. Called where a loop swallows a timeout."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def unsubscribe(subscription) -> None:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router import errors, filters, registry as registry_mod, templates
 from router.events import CloudEvent
-from router.filters.logical import AllOf
+from router.filters.logical import AllOf, AnyOf
+from router.policy import spec as policy_spec
 from router.settings import Duration
 
 API_VERSION = "trigger-router.dev/v1alpha1"
@@ -42,6 +43,14 @@ class Policy(_Model):
     timeout: Duration = 300.0
     """Seconds one attempt of the action may take; then it is cancelled and the run ends in error."""
     retry: RetryPolicy = RetryPolicy()
+    concurrency: policy_spec.Concurrency | None = None
+    """Runs with the same key: ``allow`` all, ``forbid`` new ones, ``replace`` the active one, ``queue``."""
+    debounce: Duration | None = None
+    """Run once for the latest event of a key after no newer one arrived for this long."""
+    delay: Duration | None = None
+    """Start no run earlier than this after its event."""
+    dedupe: policy_spec.Dedupe | None = None
+    rate_limit: policy_spec.RateLimit | None = Field(None, alias="rateLimit")
 
 
 class Metadata(_Model):
@@ -57,6 +66,8 @@ class Spec(_Model):
     """The environment the verification is about (templated); default: the event's source."""
     action: dict[str, Any]
     policy: Policy = Policy()
+    correlate: policy_spec.Correlate | None = None
+    """Fire once when every required event arrived for one key within a window."""
 
 
 class RuleDocument(_Model):
@@ -76,13 +87,17 @@ class Rule:
     params: templates.Template
     environment: templates.Template | None
     policy: Policy
+    keys: policy_spec.Keys = policy_spec.Keys()
+    correlation: policy_spec.CompiledCorrelation | None = None
 
     def matches(self, event: CloudEvent) -> bool:
         return self.filter.matches(event)
 
-    def render(self, event: CloudEvent) -> dict[str, Any]:
-        """The action parameters for ``event``, templates rendered and validated again."""
-        rendered = self.params.render(event)
+    def render(self, event: CloudEvent, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The action parameters for ``event``, templates rendered and validated again.
+
+        ``extra``: more CEL variables (``events`` for a correlated run)."""
+        rendered = self.params.render(event, extra)
         try:
             return self.action.params.model_validate(rendered).model_dump(mode="json", by_alias=True, exclude_none=True)
         except ValidationError as exc:
@@ -131,9 +146,14 @@ def compile_document(doc: Any, file: str, index: int, plugins: registry_mod.Regi
             raise errors.RuleError(message, field=f"{params_path}.{_loc(first['loc'])}".rstrip(".")) from exc
         params = templates.Template(raw_params, params_path)
         environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
+        keys = policy_spec.compile_keys(spec.policy)
+        correlation = policy_spec.compile_correlation(spec.correlate)
+        if correlation is not None:
+            members.append(AnyOf(correlation.any_of()))
     except errors.RuleError as exc:
         raise errors.RuleError(exc.message, file=file, rule=parsed.metadata.name, field=exc.field) from exc
-    return Rule(parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment, spec.policy)
+    return Rule(parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment, spec.policy,
+                keys, correlation)
 
 
 def _action(spec: dict[str, Any], plugins: registry_mod.Registry) -> registry_mod.Action:

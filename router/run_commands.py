@@ -1,11 +1,21 @@
-"""``runs list``, ``runs show`` and ``outcomes tail``: what the router did, from the bus."""
+"""``runs list``, ``runs show``, ``runs retry`` and ``outcomes tail``: what the router did, from the bus.
+
+``runs list`` also shows what run policies decided (the POLICY column: debouncing until T, replaced
+by run X, rate-limited until T, ...) and lists partial correlation joins as ``waiting`` rows naming
+the events still missing, so every matched event can be accounted for.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 
-from router import errors, runs, tail_send
+import asyncio
+
+from router import errors, run_deadletters, runs, service, tail_send
+from router.bus import Bus
+from router.policy import correlation
+from router.policy.store import PolicyStore
 from router.settings import Settings
 
 
@@ -17,17 +27,63 @@ async def list_runs(settings: Settings, as_json: bool, rule: str | None) -> int:
     nc = await tail_send.connect(settings)
     try:
         states = await (await runs.RunStates.open(nc.jetstream(), settings)).all()
+        joins = await correlation.waiting(await PolicyStore.open(nc.jetstream(), settings))
     finally:
         await nc.close()
     states = [s for s in states if rule is None or s.get("rule") == rule]
+    joins = [j for j in joins if rule is None or j.get("rule") == rule]
     if as_json:
         for state in states:
-            print(json.dumps(state))
+            print(json.dumps({**state, "policyNote": policy_note(state)}))
+        for join in joins:
+            print(json.dumps({"join": join["id"], "rule": join["rule"], "state": "waiting", "key": join["key"],
+                              "arrived": sorted(join["events"]), "missing": join["missing"],
+                              "expires": join["expires"]}))
         return 0
-    print(f"{'RUN':32}  {'RULE':24}  {'STATE':8}  {'OUTCOME':8}  {'QUEUED':19}  EVENT")
+    print(f"{'RUN':32}  {'RULE':24}  {'STATE':8}  {'OUTCOME':8}  {'QUEUED':19}  {'EVENT':40}  POLICY")
     for s in states:
+        event = f"{s.get('event', {}).get('type', '-')} {s.get('event', {}).get('id', '')}"
         print(f"{s['runId']:32}  {s.get('rule', '-')[:24]:24}  {s.get('state', '-'):8}  {s.get('outcome', '-'):8}  "
-              f"{_when(s.get('queuedAt')):19}  {s.get('event', {}).get('type', '-')} {s.get('event', {}).get('id', '')}")
+              f"{_when(s.get('queuedAt')):19}  {event[:40]:40}  {policy_note(s)}")
+    for j in joins:
+        print(f"{j['id']:32}  {j['rule'][:24]:24}  {'waiting':8}  {'-':8}  {_when(j['started']):19}  "
+              f"{'key ' + j['key']:40.40}  waiting for correlation: missing {', '.join(j['missing'])} "
+              f"(expires {_when(j['expires'])})")
+    return 0
+
+
+def policy_note(state: dict) -> str:
+    """One phrase for what run policies did to this run ("-" when none applied)."""
+    label, finished = state.get("decision"), state.get("state") == "finished"
+    if finished and state.get("outcome") == "cancel":
+        return state.get("reason") or label or "-"
+    if not label or label == "queued":
+        return "-"
+    if not finished and label == "rate-limited":
+        return f"rate-limited until {_when(state.get('rateLimitedUntil'))}"
+    if not finished and state.get("notBefore"):
+        return f"{label} until {_when(state['notBefore'])}"
+    return label
+
+
+async def retry_run(settings: Settings, run_id: str) -> int:
+    """Queue a new run from a dead-lettered one; prints the new run id."""
+    bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)])
+    await bus.start(service.client_url(settings))
+    try:
+        try:
+            await bus.wait_ready(settings.nats.connect_timeout * 2)
+        except asyncio.TimeoutError as exc:
+            raise errors.ConfigError("cannot reach NATS JetStream", path="nats.url") from exc
+        dead, reason = await run_deadletters.load(bus, settings, run_id)
+        states = await runs.RunStates.open(bus.js, settings)
+        number = ((await states.get(run_id)) or {}).get("retries", 0) + 1
+        again = run_deadletters.requeue(dead, number)
+        await bus.publish_raw(f"{settings.router.runs_subject}.{again.run_id}", again.dumps(), again.run_id)
+        await states.update(run_id, retries=number, retriedAs=again.run_id)
+    finally:
+        await bus.close()
+    print(f"{again.run_id}  (retry #{number} of {run_id}, which failed with: {reason[:200]})")
     return 0
 
 

@@ -56,6 +56,8 @@ class RunRecord:
     """A correlated run's joined events by requirement name (JSON format)."""
     retry_of: str | None = None
     """The run this one re-runs by hand (``runs retry``)."""
+    decision: dict[str, Any] | None = None
+    """What run policies decided at routing (``policy.admission.Decision``); None: no policy applied."""
 
     def dumps(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()

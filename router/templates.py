@@ -42,8 +42,8 @@ class Template:
             return [self._compile(v, f"{path}[{i}]") for i, v in enumerate(node)]
         return node
 
-    def render(self, event: CloudEvent) -> Any:
-        return _render(self.tree, event)
+    def render(self, event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
+        return _render(self.tree, event, extra)
 
 
 class _Compiled:
@@ -52,7 +52,7 @@ class _Compiled:
         self.source = source
 
 
-def _render(node: Any, event: CloudEvent) -> Any:
+def _render(node: Any, event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
     if isinstance(node, _Compiled):
         values = []
         for part in node.parts:
@@ -60,14 +60,14 @@ def _render(node: Any, event: CloudEvent) -> Any:
                 values.append(part)
                 continue
             try:
-                values.append(celexpr.evaluate(part, event))
+                values.append(celexpr.evaluate(part, event, extra))
             except ValueError as exc:
                 raise errors.PermanentError(f"template {node.source!r} failed: {exc}") from exc
         if len(values) == 3 and values[0] == "" and values[2] == "":
             return values[1]
         return "".join(v if isinstance(v, str) else json.dumps(v) for v in values)
     if isinstance(node, dict):
-        return {k: _render(v, event) for k, v in node.items()}
+        return {k: _render(v, event, extra) for k, v in node.items()}
     if isinstance(node, list):
-        return [_render(v, event) for v in node]
+        return [_render(v, event, extra) for v in node]
     return node
