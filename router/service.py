@@ -93,8 +93,11 @@ async def _route(bus: Bus, settings: Settings, plugins: registry.Registry, match
     def apply(new: Matcher) -> None:
         router.matcher = new
 
-    workers = [router.run(), executor.run()]
+    workers = [executor.run()]
     if settings.rules.paths:
+        # Without rule files nothing can ever match: consuming every event would only cost the
+        # ingest path CPU (bench/ingest.py). Executors still serve `runs retry` and other routers.
+        workers.append(router.run())
         workers.append(RuleReloader(settings.rules.paths, plugins, apply, settings.rules.reload_interval).run())
     try:
         await asyncio.gather(*workers)
