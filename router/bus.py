@@ -242,3 +242,13 @@ async def ensure_streams(js: JetStreamContext, bus: BusSettings,
                                           config.max_bytes, config.num_replicas):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
+
+
+async def key_value(js: JetStreamContext, bucket: str, *, description: str, ttl: float = 0,
+                    replicas: int = 1):
+    """The KV bucket ``bucket``, created (history 1) if it does not exist yet."""
+    try:
+        return await js.key_value(bucket)
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+        return await js.create_key_value(api.KeyValueConfig(
+            bucket=bucket, history=1, ttl=ttl or None, replicas=replicas, description=description))

@@ -21,7 +21,7 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
-from router import events
+from router import bus, events
 from router.settings import Settings
 
 
@@ -89,14 +89,8 @@ class RunStates:
 
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> "RunStates":
-        config = api.KeyValueConfig(bucket=settings.router.state_bucket, history=1,
-                                    ttl=settings.bus.max_age, replicas=settings.bus.replicas,
-                                    description="trigger-router: run progress")
-        try:
-            kv = await js.key_value(settings.router.state_bucket)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            kv = await js.create_key_value(config)
-        return cls(kv)
+        return cls(await bus.key_value(js, settings.router.state_bucket, description="trigger-router: run progress",
+                                       ttl=settings.bus.max_age, replicas=settings.bus.replicas))
 
     async def get(self, run: str) -> dict[str, Any] | None:
         try:

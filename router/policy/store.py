@@ -17,10 +17,10 @@ from typing import Any, Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from router import errors
+from router import bus, errors
 from router.settings import Settings
 
 NO_CHANGE = None
@@ -38,14 +38,9 @@ class PolicyStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> "PolicyStore":
-        config = api.KeyValueConfig(bucket=settings.router.policy_bucket, history=1,
-                                    ttl=settings.bus.max_age, replicas=settings.bus.replicas,
-                                    description="trigger-router: run policy state (slots, joins, limits)")
-        try:
-            kv = await js.key_value(settings.router.policy_bucket)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            kv = await js.create_key_value(config)
-        return cls(kv)
+        return cls(await bus.key_value(js, settings.router.policy_bucket,
+                                       description="trigger-router: run policy state (slots, joins, limits)",
+                                       ttl=settings.bus.max_age, replicas=settings.bus.replicas))
 
     async def read(self, key: str) -> tuple[dict[str, Any] | None, int]:
         """The value and its revision; ``(None, 0)`` when absent or deleted."""

@@ -7,13 +7,13 @@ and bring it back exactly like an outage of a real deployment.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tests.support import processes
 
 
 def binary() -> str:
@@ -56,11 +56,5 @@ class NatsServer:
         raise RuntimeError("nats-server did not report its port in time")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        processes.stop_group(self.process)
         self.process = None

@@ -7,14 +7,14 @@ notifications endpoint (the router's edge, with an ``Authorization`` header) and
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tests.support import processes
 
 import yaml
 
@@ -80,13 +80,7 @@ class RegistryServer:
         raise RuntimeError("docker-registry did not start in time")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        processes.stop_group(self.process)
         self.process = None
         if getattr(self, "log", None):
             self.log.close()

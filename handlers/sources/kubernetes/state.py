@@ -20,10 +20,10 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from router import errors
+from router import bus, errors
 
 _KEY_UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
@@ -47,13 +47,8 @@ class Store:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> "Store":
-        try:
-            kv = await js.key_value(bucket)
-        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            kv = await js.create_key_value(api.KeyValueConfig(
-                bucket=bucket, history=1, replicas=replicas,
-                description="trigger-router: Kubernetes watch positions and known objects"))
-        return cls(kv)
+        return cls(await bus.key_value(js, bucket, replicas=replicas,
+                                       description="trigger-router: Kubernetes watch positions and known objects"))
 
     async def load(self, name: str) -> WatchState:
         try:
