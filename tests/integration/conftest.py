@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -61,20 +62,27 @@ def make_settings(nats_url: str, **overrides) -> settings_mod.Settings:
     return settings_mod.load(None, env=env)
 
 
-@pytest.fixture
-async def edge(nats_server):
-    settings = make_settings(nats_server.url, HTTP__MAX_BODY_BYTES="65536")
+@contextlib.asynccontextmanager
+async def serve_edge(nats_url: str, settings: settings_mod.Settings):
+    """The real HTTP edge on a free loopback port, connected to ``nats_url``."""
     plugins = registry.load_plugins()
     bus = Bus(settings.nats, settings.bus)
-    await bus.start(nats_server.url)
+    await bus.start(nats_url)
     await bus.wait_ready(15)
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
     runner = web.AppRunner(web_edge.make_app(settings, bus, sources))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        yield Edge(f"http://127.0.0.1:{port}", bus, nats_server.url, settings, http)
-    await runner.cleanup()
-    await bus.close()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Edge(f"http://127.0.0.1:{runner.addresses[0][1]}", bus, nats_url, settings, http)
+    finally:
+        await runner.cleanup()
+        await bus.close()
+
+
+@pytest.fixture
+async def edge(nats_server):
+    async with serve_edge(nats_server.url, make_settings(nats_server.url, HTTP__MAX_BODY_BYTES="65536")) as served:
+        yield served

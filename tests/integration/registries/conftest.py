@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from router import registry, web as web_edge
-from router.bus import Bus
-from tests.integration.conftest import Edge, make_settings
+from tests.integration.conftest import make_settings, serve_edge
 from tests.support.registryserver import RegistryServer
 
 SECRET = "registry-webhook-secret"
@@ -36,19 +32,8 @@ async def edge(nats_server, registry_settings):
                       "REGISTRIES__RESOLVE_TIMEOUT": "2s"})
     overrides.update(registry_settings)
     settings = make_settings(nats_server.url, **overrides)
-    plugins = registry.load_plugins()
-    bus = Bus(settings.nats, settings.bus)
-    await bus.start(nats_server.url)
-    await bus.wait_ready(15)
-    sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
-    runner = web.AppRunner(web_edge.make_app(settings, bus, sources))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    async with aiohttp.ClientSession() as http:
-        yield Edge(f"http://127.0.0.1:{runner.addresses[0][1]}", bus, nats_server.url, settings, http)
-    await runner.cleanup()
-    await bus.close()
+    async with serve_edge(nats_server.url, settings) as served:
+        yield served
 
 
 @pytest.fixture
