@@ -25,10 +25,9 @@ import time
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js import api
 from pydantic import ValidationError
 
-from router import actions, errors, outcomes, routing, run_deadletters, runs
+from router import actions, consumer, errors, outcomes, run_deadletters, runs
 from router.bus import Bus
 from router.policy import correlation, gate as gate_mod
 from router.policy.store import PolicyStore
@@ -60,12 +59,10 @@ class Executor:
 
     async def subscribe(self):
         router = self.settings.router
-        durable = f"{router.durable}-runs"
-        config = api.ConsumerConfig(durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT,
-                                    ack_wait=router.ack_wait, max_ack_pending=router.concurrency * 4 + WAITING,
-                                    filter_subject=f"{router.runs_subject}.>")
-        return await self.bus.js.pull_subscribe(f"{router.runs_subject}.>", durable=durable,
-                                                stream=router.runs_stream, config=config)
+        return await consumer.subscribe(
+            self.bus.js, subject=f"{router.runs_subject}.>", stream=router.runs_stream,
+            durable=f"{router.durable}-runs", ack_wait=router.ack_wait,
+            max_ack_pending=router.concurrency * 4 + WAITING)
 
     async def run(self) -> None:
         await self.open_policies()
@@ -76,15 +73,7 @@ class Executor:
                 if len(self.active) >= limit:
                     await asyncio.wait(self.active, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                try:
-                    messages = await subscription.fetch(limit - len(self.active), timeout=1.0)
-                except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                    routing.raise_if_cancelling()
-                    continue
-                except (nats.errors.Error, nats.js.errors.Error) as exc:
-                    log.warning("fetching runs failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
+                messages = await consumer.fetch(subscription, limit - len(self.active), "runs")
                 for msg in messages:
                     task = asyncio.create_task(self.execute(msg))
                     self.active.add(task)
@@ -93,7 +82,7 @@ class Executor:
             for task in list(self.active):
                 task.cancel()
             await asyncio.gather(*self.active, return_exceptions=True)
-            await routing.unsubscribe(subscription)
+            await consumer.unsubscribe(subscription)
             await self.gate.stop()
 
     async def execute(self, msg: Msg) -> None:

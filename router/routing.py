@@ -23,9 +23,8 @@ import time
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js import api
 
-from router import celexpr, errors, events, runs
+from router import celexpr, consumer, errors, events, runs
 from router.policy import admission as admission_mod, correlation
 from router.policy.store import PolicyStore
 from router.bindings import nats as nats_binding
@@ -58,14 +57,10 @@ class EventRouter:
         self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
 
     async def subscribe(self):
-        config = api.ConsumerConfig(
-            durable_name=self.settings.router.durable, ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL, ack_wait=self.settings.router.ack_wait,
-            max_ack_pending=BATCH * 8, filter_subject=f"{self.settings.bus.events_subject}.>",
-        )
-        return await self.bus.js.pull_subscribe(
-            f"{self.settings.bus.events_subject}.>", durable=self.settings.router.durable,
-            stream=self.settings.bus.events_stream, config=config)
+        return await consumer.subscribe(
+            self.bus.js, subject=f"{self.settings.bus.events_subject}.>", stream=self.settings.bus.events_stream,
+            durable=self.settings.router.durable, ack_wait=self.settings.router.ack_wait,
+            max_ack_pending=BATCH * 8)
 
     async def run(self) -> None:
         await self.open_policies()
@@ -73,18 +68,11 @@ class EventRouter:
         log.info("routing events with %d rule(s)", len(self.matcher.rules))
         try:
             while True:
-                try:
-                    messages = await subscription.fetch(BATCH, timeout=1.0)
-                except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                    raise_if_cancelling()
-                    continue
-                except (nats.errors.Error, nats.js.errors.Error) as exc:
-                    log.warning("fetching events failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                await self.handle(messages)
+                messages = await consumer.fetch(subscription, BATCH, "events")
+                if messages:
+                    await self.handle(messages)
         finally:
-            await unsubscribe(subscription)
+            await consumer.unsubscribe(subscription)
 
     async def handle(self, messages: list[Msg]) -> None:
         matcher = self.matcher
@@ -151,20 +139,3 @@ class EventRouter:
                         "Trigger-Router-Dead-At": str(time.time())})
         await self.bus.publish_raw(f"{self.settings.bus.deadletter_subject}.events", msg.data,
                                    f"dead-{msg.metadata.stream}-{msg.metadata.sequence.stream}", headers)
-
-
-def raise_if_cancelling() -> None:
-    """Python 3.11's ``wait_for`` turns a cancellation that races its timeout into ``TimeoutError``
-    (fixed in 3.12); a fetch loop that retries on timeouts would then never stop, and shutdown
-    would wait for it forever. Called where a loop swallows a timeout."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-async def unsubscribe(subscription) -> None:
-    """Leave the shared consumer in place for the other routers; only stop pulling from it."""
-    try:
-        await subscription.unsubscribe()
-    except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError):
-        pass
