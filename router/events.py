@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from router import errors
 
@@ -202,10 +202,6 @@ def parse_batch(body: bytes) -> list[CloudEvent]:
 
 def dumps(event: CloudEvent) -> bytes:
     return json.dumps(to_json_object(event), separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def dumps_batch(events: Iterable[CloudEvent]) -> bytes:
-    return json.dumps([to_json_object(e) for e in events], separators=(",", ":")).encode()
 
 
 def _load_json(body: bytes) -> Any:

@@ -97,7 +97,8 @@ async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
     batch = http_binding.parse(request.headers.get("Content-Type"), request.headers.items(), body)
     accepted = await publish(request, batch)
-    log.info("POST /events stored %d event(s): %s", len(accepted), ", ".join(a["id"] for a in accepted))
+    if log.isEnabledFor(logging.INFO):
+        log.info("POST /events stored %d event(s): %s", len(accepted), ", ".join(a["id"] for a in accepted))
     return web.json_response({"accepted": accepted}, status=202)
 
 
@@ -126,8 +127,9 @@ async def post_webhook(request: web.Request) -> web.Response:
         return web.json_response({"accepted": [], "detail": "accepted; nothing to publish", **rejected},
                                  status=200)
     accepted = await publish(request, batch)
-    log.info("webhook %s delivery=%s stored %s", name, request[DELIVERY_ID],
-             ", ".join(f"{a['type']}{' (duplicate)' if a['duplicate'] else ''}" for a in accepted))
+    if log.isEnabledFor(logging.INFO):  # the summary is built per request: only when it is shown
+        log.info("webhook %s delivery=%s stored %s", name, request[DELIVERY_ID],
+                 ", ".join(f"{a['type']}{' (duplicate)' if a['duplicate'] else ''}" for a in accepted))
     return web.json_response({"accepted": accepted, **rejected}, status=202)
 
 

@@ -8,7 +8,6 @@ runs against ``tests.support.tokenserver`` and the registry itself verifies the 
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from pathlib import Path
 
