@@ -10,21 +10,12 @@ from __future__ import annotations
 
 from router import artifacts, event_types, events
 from router.registry import Delivery, registry
-from router.settings import Settings
 from handlers.sources.registry import push, webhook_auth
 
 
 @registry.webhook_source("acr")
-class AcrSource:
-    def __init__(self, settings: Settings) -> None:
-        self.secrets = settings.registries.acr.secrets
-        self.untagged = settings.registries.untagged
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.authorization_header(delivery, self.secrets, "registries.acr.secrets")
+class AcrSource(webhook_auth.SharedSecretSource):
+    name = "acr"
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)

@@ -25,17 +25,12 @@ ENVELOPE_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 
 
 @registry.webhook_source("distribution")
-class DistributionSource:
+class DistributionSource(webhook_auth.SharedSecretSource):
+    name = "distribution"
+
     def __init__(self, settings: Settings) -> None:
-        self.secrets = settings.registries.distribution.secrets
+        super().__init__(settings)
         self.host = settings.registries.distribution.host
-        self.untagged = settings.registries.untagged
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.authorization_header(delivery, self.secrets, "registries.distribution.secrets")
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent | deadletter.Rejected]:
         envelope = push.load_object(delivery)

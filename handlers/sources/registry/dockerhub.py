@@ -21,20 +21,16 @@ REPOSITORY_HOST = "docker.io"
 
 
 @registry.webhook_source("dockerhub")
-class DockerHubSource:
+class DockerHubSource(webhook_auth.SharedSecretSource):
+    name = "dockerhub"
+    secret_in = "path"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         config = settings.registries
-        self.secrets = config.dockerhub.secrets
-        self.untagged = config.untagged
         self.resolver = digests.Resolver(
             config.dockerhub.api_url, digests.Credentials(config.dockerhub.username, config.dockerhub.password),
             timeout=config.resolve_timeout, attempts=config.resolve_attempts)
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.path_token(delivery, self.secrets, "registries.dockerhub.secrets")
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)

@@ -12,23 +12,14 @@ from __future__ import annotations
 
 from router import artifacts, event_types, events
 from router.registry import Delivery, registry
-from router.settings import Settings
 from handlers.sources.registry import push, webhook_auth
 
 DETAIL_TYPE = "ECR Image Action"
 
 
 @registry.webhook_source("ecr")
-class EcrSource:
-    def __init__(self, settings: Settings) -> None:
-        self.secrets = settings.registries.ecr.secrets
-        self.untagged = settings.registries.untagged
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.authorization_header(delivery, self.secrets, "registries.ecr.secrets")
+class EcrSource(webhook_auth.SharedSecretSource):
+    name = "ecr"
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)

@@ -11,21 +11,12 @@ from __future__ import annotations
 
 from router import artifacts, cdevents, event_types, events
 from router.registry import Delivery, registry
-from router.settings import Settings
 from handlers.sources.registry import push, webhook_auth
 
 
 @registry.webhook_source("harbor")
-class HarborSource:
-    def __init__(self, settings: Settings) -> None:
-        self.secrets = settings.registries.harbor.secrets
-        self.untagged = settings.registries.untagged
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.authorization_header(delivery, self.secrets, "registries.harbor.secrets")
+class HarborSource(webhook_auth.SharedSecretSource):
+    name = "harbor"
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)

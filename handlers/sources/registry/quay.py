@@ -18,20 +18,16 @@ from handlers.sources.registry import digests, push, webhook_auth
 
 
 @registry.webhook_source("quay")
-class QuaySource:
+class QuaySource(webhook_auth.SharedSecretSource):
+    name = "quay"
+    secret_in = "path"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.config = settings.registries.quay
-        self.secrets = self.config.secrets
-        self.untagged = settings.registries.untagged
         self.timeout = settings.registries.resolve_timeout
         self.attempts = settings.registries.resolve_attempts
         self.resolvers: dict[str, digests.Resolver] = {}
-
-    def delivery_id(self, delivery: Delivery) -> str:
-        return ""
-
-    def authenticate(self, delivery: Delivery) -> None:
-        webhook_auth.path_token(delivery, self.secrets, "registries.quay.secrets")
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)

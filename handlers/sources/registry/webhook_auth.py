@@ -8,10 +8,13 @@ Refusals never echo what was presented.
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 from pydantic import SecretStr
 
 from router import auth, errors
 from router.registry import Delivery
+from router.settings import Settings
 
 
 def path_token(delivery: Delivery, secrets: list[SecretStr], setting: str) -> None:
@@ -33,3 +36,25 @@ def authorization_header(delivery: Delivery, secrets: list[SecretStr], setting: 
     token = value.strip() if scheme.lower() == "bearer" and value else presented.strip()
     if not auth.token_matches(token, secrets):
         raise errors.Unauthorized("Authorization does not match any configured secret")
+
+
+class SharedSecretSource:
+    """Base of the registry adapters authenticated by one shared secret.
+
+    Subclasses name their ``registries.<name>`` section and where the secret travels; ids come from
+    the payload, so there is no delivery header to report.
+    """
+
+    name: ClassVar[str]
+    secret_in: ClassVar[Literal["header", "path"]] = "header"
+
+    def __init__(self, settings: Settings) -> None:
+        self.secrets = getattr(settings.registries, self.name).secrets
+        self.untagged = settings.registries.untagged
+
+    def delivery_id(self, delivery: Delivery) -> str:
+        return ""
+
+    def authenticate(self, delivery: Delivery) -> None:
+        check = path_token if self.secret_in == "path" else authorization_header
+        check(delivery, self.secrets, f"registries.{self.name}.secrets")
