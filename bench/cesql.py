@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cel  # noqa: E402
 
-from router import cesql  # noqa: E402
+from router.rules import cesql  # noqa: E402
 
 EVENTS_PER_ROUND = 10_000
 ROUNDS = 5  # the best round counts: it is the least disturbed by the machine

@@ -31,14 +31,18 @@ import nats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from handlers.kubernetes import client as kube, workloads  # noqa: E402
+from handlers.kubernetes import client as kube  # noqa: E402
+from handlers.kubernetes import workloads
+from handlers.kubernetes.settings import KubernetesSettings  # noqa: E402
 from handlers.sources import kubernetes as kube_source  # noqa: E402
-from router import registry, rules, runs, settings as settings_mod  # noqa: E402
-from router.bus import Bus  # noqa: E402
-from router.executor import Executor  # noqa: E402
-from router.matching import Matcher  # noqa: E402
-from router.routing import EventRouter  # noqa: E402
-from router.settings_kubernetes import KubernetesSettings  # noqa: E402
+from router.bus.connection import Bus  # noqa: E402
+from router.config import settings as settings_mod
+from router.engine import runs
+from router.engine.executor import Executor  # noqa: E402
+from router.engine.routing import EventRouter  # noqa: E402
+from router.plugins import catalog  # noqa: E402
+from router.rules import loading as rules
+from router.rules.matching import Matcher  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
 RULE = """
@@ -130,12 +134,12 @@ async def bench(kubeconfig: Path, nats_url: str, rollouts: int, parallel: int, t
         except Exception:
             await asyncio.sleep(0.2)
     (tmp / "rule.yaml").write_text(textwrap.dedent(RULE))
-    plugins = registry.load_plugins()
+    plugins = catalog.load()
     states = await runs.RunStates.open(bus.js, settings)
     clock = Clock()
     watches = await kube_source.start(settings, bus, client)
     tasks = [asyncio.create_task(w.run()) for w in watches] + [
-        asyncio.create_task(EventRouter(bus, settings, Matcher(rules.load([str(tmp / "rule.yaml")], plugins)),
+        asyncio.create_task(EventRouter(bus, settings, Matcher(rules.load([str(tmp / "rule.yaml")], plugins.actions)),
                                         states).run()),
         asyncio.create_task(Executor(bus, settings, plugins, states).run()),
         asyncio.create_task(clock.observe(observer, "/apis/apps/v1/namespaces/bench/deployments", "Deployment")),

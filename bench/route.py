@@ -27,16 +27,21 @@ from nats.js import api
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from router import bus as bus_mod, events, registry, rules, runs, settings as settings_mod  # noqa: E402
-from router.matching import Matcher  # noqa: E402
-from router.routing import EventRouter  # noqa: E402
+from router.bus import connection as bus_mod  # noqa: E402
+from router.config import settings as settings_mod
+from router.engine import runs
+from router.engine.routing import EventRouter  # noqa: E402
+from router.model import events
+from router.plugins import catalog
+from router.rules import loading as rules
+from router.rules.matching import Matcher  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
 BATCH = 128
 
 
 def make_rules(count: int) -> list[rules.Rule]:
-    plugins = registry.load_plugins()
+    plugins = catalog.load()
     compiled = []
     for i in range(count):
         kind = i % 3
@@ -48,7 +53,7 @@ def make_rules(count: int) -> list[rules.Rule]:
             filters = [{"exact": {"type": f"com.bench.cel{i}"}}, {"cel": "data.n % 2 == 0 || data.n % 2 == 1"}]
         doc = {"kind": "TriggerRule", "metadata": {"name": f"rule-{i}"},
                "spec": {"filters": filters, "action": {"exec": {"command": ["true", "{{ data.n }}"]}}}}
-        compiled.append(rules.compile_document(doc, "bench", i, plugins))
+        compiled.append(rules.compile_document(doc, "bench", i, plugins.actions))
     return compiled
 
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from router.plugins import catalog
 from tests.support.natsserver import NatsServer
+
+# As in the CLI: plug-ins register their settings sections (github, registries, kubernetes, ...)
+# before any settings are loaded.
+catalog.load()
 
 # The local Kubernetes control plane (session fixture ``kube_cluster``), built once and cached.
 pytest_plugins = ["tests.kubeplane.fixture"]

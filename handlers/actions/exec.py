@@ -14,9 +14,8 @@ import time
 
 from pydantic import Field
 
-from router import actions, errors
-from router.registry import registry
-from router.settings import Duration
+from router import plugins
+from router.plugins import Duration, actions, errors
 
 
 class Exec(actions.Params):
@@ -41,7 +40,7 @@ async def _tail(stream: asyncio.StreamReader, limit: int) -> bytes:
     return kept
 
 
-@registry.action("exec", params=Exec)
+@plugins.action("exec", params=Exec)
 async def run_exec(params: Exec, context: actions.Context) -> actions.Result:
     timeout = min(params.timeout or context.timeout, context.timeout)
     env = {k: os.environ[k] for k in _INHERITED if k in os.environ}

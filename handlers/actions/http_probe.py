@@ -17,9 +17,8 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field
 
-from router import actions
-from router.registry import registry
-from router.settings import Duration
+from router import plugins
+from router.plugins import Duration, actions
 
 
 class Check(actions.Params):
@@ -108,7 +107,7 @@ def _json_problems(text: str, expected: dict[str, Any]) -> list[str]:
     return problems
 
 
-@registry.action("httpProbe", params=HttpProbe)
+@plugins.action("httpProbe", params=HttpProbe)
 async def http_probe(params: HttpProbe, context: actions.Context) -> actions.Result:
     deadline = time.monotonic() + min(params.deadline, context.timeout)
     pending = list(range(len(params.checks)))

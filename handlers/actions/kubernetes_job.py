@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 from pydantic import Field, model_validator
 
-from handlers.kubernetes import client as kube, jobs
-from router import actions, errors, templates
-from router.registry import registry
+from handlers.kubernetes import client as kube
+from handlers.kubernetes import jobs
+from router import plugins
+from router.plugins import actions, errors, templates
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ async def _logs(client: kube.Client, namespace: str, pod: str, container: str, p
     return text if isinstance(text, str) else str(text)
 
 
-@registry.action("kubernetesJob", params=KubernetesJob)
+@plugins.action("kubernetesJob", params=KubernetesJob)
 async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Result:
     client = await kube.shared()
     template = await _template(params, context, client)

@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from handlers.kubernetes import client as kube, workloads
-from router import actions, errors
-from router.registry import registry
-from router.settings import Duration
+from handlers.kubernetes import client as kube
+from handlers.kubernetes import workloads
+from router import plugins
+from router.plugins import Duration, actions, errors
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -41,7 +41,7 @@ def short(digest: str | None) -> str:
     return f"{digest[:19]}…" if digest else "no digest"
 
 
-@registry.action("rolloutCheck", params=RolloutCheck)
+@plugins.action("rolloutCheck", params=RolloutCheck)
 async def rollout_check(params: RolloutCheck, context: actions.Context) -> actions.Result:
     expected = None
     if params.expected_digest:

@@ -22,8 +22,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 from kubernetes import aio
 
-from router import errors
-from router.settings_kubernetes import KubernetesSettings
+from handlers.kubernetes.settings import KubernetesSettings
+from router.plugins import errors
 
 log = logging.getLogger(__name__)
 

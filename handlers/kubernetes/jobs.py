@@ -14,7 +14,7 @@ import copy
 import re
 from typing import Any
 
-from router import artifacts
+from router.plugins import artifacts
 
 LABEL_RUN = "trigger-router.dev/run-id"
 LABEL_RULE = "trigger-router.dev/rule"

@@ -12,10 +12,11 @@ import logging
 import re
 from typing import Any, Callable
 
-from router import artifacts, auth, cdevents, errors, event_types, events
-from router.registry import Delivery, registry
-from router.settings import Settings
+from pydantic import SecretStr
+
 from handlers.sources.payload import dig, first, load_object
+from router import plugins
+from router.plugins import Delivery, Section, Settings, artifacts, auth, cdevents, errors, event_types, events
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,13 @@ _CONCLUSION_OUTCOME = {
 }
 
 
-@registry.webhook_source("github")
+@plugins.settings_section("github")
+class GithubSettings(Section):
+    secrets: list[SecretStr] = []
+    """Webhook secrets; several are accepted so a secret can be rotated without downtime."""
+
+
+@plugins.webhook_source("github")
 class GithubSource:
     def __init__(self, settings: Settings) -> None:
         self.secrets = settings.github.secrets

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from router import auth, cdevents, errors, event_types, events
-from router.registry import Delivery, registry
-from router.settings import Settings
+from pydantic import SecretStr
+
 from handlers.sources.payload import dig, first, load_object
+from router import plugins
+from router.plugins import Delivery, Section, Settings, auth, cdevents, errors, event_types, events
 
 _SUBJECT: dict[str, tuple[tuple[str, ...], ...]] = {
     "push": (("ref",),),
@@ -46,7 +47,13 @@ _PIPELINE_STAGE = {
 _STATUS_OUTCOME = {"success": "success", "failed": "failure", "canceled": "cancel", "skipped": "cancel"}
 
 
-@registry.webhook_source("gitlab")
+@plugins.settings_section("gitlab")
+class GitlabSettings(Section):
+    tokens: list[SecretStr] = []
+    """Accepted values of ``X-Gitlab-Token``; several for rotation."""
+
+
+@plugins.webhook_source("gitlab")
 class GitlabSource:
     def __init__(self, settings: Settings) -> None:
         self.tokens = settings.gitlab.tokens

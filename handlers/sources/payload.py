@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from router import errors
+from router.plugins import errors
 
 
 def load_object(body: bytes) -> dict[str, Any]:

@@ -12,9 +12,11 @@ import nats
 import pytest
 from aiohttp import web
 
-from router import registry, settings as settings_mod, web as web_edge
-from router.bindings import nats as nats_binding
-from router.bus import Bus
+from router.bus.connection import Bus
+from router.config import settings as settings_mod
+from router.edge import app as web_edge
+from router.model.bindings import nats as nats_binding
+from router.plugins import catalog
 
 GITHUB_SECRET = "it-is-a-secret"
 GITHUB_OLD_SECRET = "the-previous-secret"
@@ -65,7 +67,7 @@ def make_settings(nats_url: str, **overrides) -> settings_mod.Settings:
 @contextlib.asynccontextmanager
 async def serve_edge(nats_url: str, settings: settings_mod.Settings):
     """The real HTTP edge on a free loopback port, connected to ``nats_url``."""
-    plugins = registry.load_plugins()
+    plugins = catalog.load()
     bus = Bus(settings.nats, settings.bus)
     await bus.start(nats_url)
     await bus.wait_ready(15)

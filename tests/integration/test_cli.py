@@ -14,7 +14,8 @@ from pathlib import Path
 
 import nats
 
-from router import bus, settings
+from router.bus import connection as bus
+from router.config import settings
 from tests.conftest import SHARED
 from tests.integration.conftest import github_signature
 

@@ -8,8 +8,9 @@ import signal
 import textwrap
 import time
 
-from router import artifacts, event_types, events, run_commands
-from router.policy.store import PolicyStore
+from router.cli import runs as run_commands
+from router.engine.policy.store import PolicyStore
+from router.model import artifacts, event_types, events
 from tests.integration.test_policies import start, states_when
 from tests.integration.test_router_processes import start_router, stop_router
 from tests.integration.test_routing import stop
@@ -105,8 +106,8 @@ async def test_a_partial_join_expires_with_an_event_naming_what_never_arrived(ed
 
 
 async def test_a_join_survives_a_killed_router(nats_server, tmp_path):
+    from router.bus.connection import Bus
     from tests.integration.conftest import make_settings
-    from router.bus import Bus
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(rule_yaml("30m"))
@@ -131,7 +132,7 @@ async def test_a_join_survives_a_killed_router(nats_server, tmp_path):
         stop_router(first, signal.SIGKILL)
         second = start_router(nats_server.url, str(rules), 0, tmp_path, "second")
         await bus.publish(rolled_out(5, "r5"))
-        from router import runs
+        from router.engine import runs
         bucket = await runs.RunStates.open(bus.js, settings)
         deadline = time.monotonic() + 30
         while not [s for s in await bucket.all() if s.get("state") == "finished"]:

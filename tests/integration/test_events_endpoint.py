@@ -13,7 +13,7 @@ from cloudevents.core.bindings import http as sdk_http
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
-from router import events
+from router.model import events
 
 PNG_BYTES = bytes(range(256)) * 4  # not UTF-8, not JSON: must survive unchanged
 

@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from router import events, settings as settings_mod
-from router.bus import Bus
+from router.bus.connection import Bus
+from router.config import settings as settings_mod
+from router.model import events
 from tests.support.natsserver import NatsServer
 
 

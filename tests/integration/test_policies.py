@@ -12,10 +12,15 @@ import time
 
 import pytest
 
-from router import actions, errors, events, registry, rules, run_commands, run_deadletters, runs
-from router.executor import Executor
-from router.matching import Matcher
-from router.routing import EventRouter
+from router import errors
+from router.cli import runs as run_commands
+from router.engine import deadletters, runs
+from router.engine.executor import Executor
+from router.engine.routing import EventRouter
+from router.model import events
+from router.plugins import actions, catalog
+from router.rules import loading as rules
+from router.rules.matching import Matcher
 from tests.integration.test_routing import stop
 
 TYPE = "com.example.deployed"
@@ -34,16 +39,16 @@ def rule(policy: str, command: str = SLEEP, name: str = "deploy-check", action: 
     """)
 
 
-async def start(edge, tmp_path, rule_yaml: str, plugins: registry.Registry | None = None, replicas: int = 1):
+async def start(edge, tmp_path, rule_yaml: str, plugins: catalog.Catalog | None = None, replicas: int = 1):
     path = tmp_path / "rules.yaml"
     path.write_text(rule_yaml)
-    plugins = plugins or registry.load_plugins()
+    plugins = plugins or catalog.load()
     settings = edge.settings
     await edge.bus.js.add_stream(runs.runs_stream_config(settings))
     states = await runs.RunStates.open(edge.bus.js, settings)
     tasks = []
     for _ in range(replicas):
-        router = EventRouter(edge.bus, settings, Matcher(rules.load([str(path)], plugins)), states)
+        router = EventRouter(edge.bus, settings, Matcher(rules.load([str(path)], plugins.actions)), states)
         tasks += [asyncio.create_task(router.run()), asyncio.create_task(Executor(edge.bus, settings, plugins, states).run())]
     return tasks
 
@@ -190,7 +195,7 @@ class Flaky(actions.Params):
 async def test_exhausted_retries_are_dead_lettered_and_retried_by_hand(edge, tmp_path, capsys):
     healed: set[str] = set()
     calls: list[str] = []
-    plugins = registry.Registry(actions=dict(registry.load_plugins().actions))
+    plugins = catalog.Catalog(actions=dict(catalog.load().actions))
 
     @plugins.action("flaky", params=Flaky)
     async def flaky(params: Flaky, context: actions.Context) -> actions.Result:
@@ -211,7 +216,7 @@ async def test_exhausted_retries_are_dead_lettered_and_retried_by_hand(edge, tmp
         assert "service unavailable" in dead.headers["Trigger-Router-Reason"]
         healed.add("e1")
         assert await run_commands.retry_run(edge.settings, failed) == 0
-        again = run_deadletters.retry_id(failed, 1)
+        again = deadletters.retry_id(failed, 1)
         assert capsys.readouterr().out.startswith(again)
         states = await states_when(edge, finished(again))
     finally:

@@ -15,8 +15,10 @@ import textwrap
 import time
 from collections import Counter
 
-from router import events, run_commands, runs
-from router.bus import Bus
+from router.bus.connection import Bus
+from router.cli import runs as run_commands
+from router.engine import runs
+from router.model import events
 from tests.integration.conftest import make_settings
 from tests.integration.test_router_processes import CLI, stop_router
 

@@ -15,7 +15,10 @@ import time
 import nats
 import pytest
 
-from router import bus, events, runs, settings as settings_mod
+from router.bus import connection as bus
+from router.config import settings as settings_mod
+from router.engine import runs
+from router.model import events
 
 CLI = [sys.executable, "-m", "router.cli", "serve"]
 

@@ -11,10 +11,12 @@ import nats
 import pytest
 from aiohttp import web
 
-from router import registry, rules, runs
-from router.executor import Executor
-from router.matching import Matcher
-from router.routing import EventRouter
+from router.engine import runs
+from router.engine.executor import Executor
+from router.engine.routing import EventRouter
+from router.plugins import catalog
+from router.rules import loading as rules
+from router.rules.matching import Matcher
 from tests.integration.test_webhooks import post_github
 from tests.support import cdevents_schema
 
@@ -44,11 +46,11 @@ async def target():
 async def start_routing(edge, tmp_path, rule_yaml: str):
     path = tmp_path / "rules.yaml"
     path.write_text(textwrap.dedent(rule_yaml))
-    plugins = registry.load_plugins()
+    plugins = catalog.load()
     settings = edge.settings
     await edge.bus.js.add_stream(runs.runs_stream_config(settings))
     states = await runs.RunStates.open(edge.bus.js, settings)
-    router = EventRouter(edge.bus, settings, Matcher(rules.load([str(path)], plugins)), states)
+    router = EventRouter(edge.bus, settings, Matcher(rules.load([str(path)], plugins.actions)), states)
     executor = Executor(edge.bus, settings, plugins, states)
     return [asyncio.create_task(router.run()), asyncio.create_task(executor.run())]
 
@@ -117,7 +119,7 @@ async def test_webhook_to_http_probe_outcomes(edge, tmp_path, target, path, outc
 
 
 def _push_event():
-    from router import events
+    from router.model import events
     from tests.conftest import SHARED
     payload = json.loads((SHARED / "fixtures/github/push/payload.json").read_text())
     return events.make({"id": "delivery-probe", "source": payload["repository"]["html_url"], "type": PUSH}, payload)

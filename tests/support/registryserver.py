@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support import processes
-
 import yaml
+
+from tests.support import processes
 
 BINARY = "/usr/bin/docker-registry"
 

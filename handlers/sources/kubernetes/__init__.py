@@ -20,8 +20,8 @@ from typing import Any
 from handlers.kubernetes import client as kube
 from handlers.sources.kubernetes import state
 from handlers.sources.kubernetes.watcher import ResourceWatch
-from router.registry import registry
-from router.settings import Settings
+from router import plugins
+from router.plugins import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ async def start(settings: Settings, bus: Any, client: kube.Client | None = None)
             for watch in config.watches for namespace in (watch.namespaces or [None])]
 
 
-@registry.background_source("kubernetes")
+@plugins.background_source("kubernetes")
 async def run(settings: Settings, bus: Any) -> None:
     kube.configure(settings.kubernetes)
     if not settings.kubernetes.watches:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from handlers.kubernetes import client as kube, workloads
+from handlers.kubernetes import client as kube
+from handlers.kubernetes import workloads
 from handlers.sources.kubernetes.transitions import Transition
-from router import cdevents, event_types, events
+from router.plugins import cdevents, event_types, events
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,13 @@ between publishes them again, with the same ids, and JetStream drops the copies.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
-from router import bus, errors
+from router.plugins import kv
 
 _KEY_UNSAFE = re.compile(r"[^-_a-zA-Z0-9]")
 
@@ -42,28 +38,18 @@ def key(cluster: str, group: str, version: str, kind: str, namespace: str | None
 
 
 class Store:
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+    def __init__(self, bucket: kv.Bucket) -> None:
+        self.bucket = bucket
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> "Store":
-        return cls(await bus.key_value(js, bucket, replicas=replicas,
-                                       description="trigger-router: Kubernetes watch positions and known objects"))
+        return cls(await kv.open_bucket(js, bucket, replicas=replicas, what="the watch position",
+                                        description="trigger-router: Kubernetes watch positions and known objects"))
 
     async def load(self, name: str) -> WatchState:
-        try:
-            entry = await self.kv.get(name)
-        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            return WatchState()
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise errors.BusUnavailable(f"cannot read the watch position: {exc.__class__.__name__}") from exc
-        document = json.loads(entry.value) if entry.value else {}
+        document, _ = await self.bucket.read(name)
+        document = document or {}
         return WatchState(document.get("resourceVersion"), document.get("objects", {}))
 
     async def save(self, name: str, state: WatchState) -> None:
-        value = json.dumps({"resourceVersion": state.resource_version, "objects": state.objects},
-                           separators=(",", ":")).encode()
-        try:
-            await self.kv.put(name, value)
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise errors.BusUnavailable(f"cannot store the watch position: {exc.__class__.__name__}") from exc
+        await self.bucket.put(name, {"resourceVersion": state.resource_version, "objects": state.objects})

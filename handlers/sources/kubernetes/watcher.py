@@ -18,9 +18,9 @@ import random
 from typing import Any
 
 from handlers.kubernetes import client as kube
+from handlers.kubernetes.settings import KubernetesSettings, Watch
 from handlers.sources.kubernetes import emit, state, transitions
-from router import errors
-from router.settings_kubernetes import KubernetesSettings, Watch
+from router.plugins import errors
 
 log = logging.getLogger(__name__)
 

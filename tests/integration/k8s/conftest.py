@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from handlers.kubernetes import client as kube
+from handlers.kubernetes.settings import KubernetesSettings
 from router import errors
-from router.settings_kubernetes import KubernetesSettings
 
 CLUSTER = "kubeplane"
 

@@ -12,7 +12,11 @@ import pytest
 import yaml
 
 from handlers.actions import kubernetes_job
-from router import actions, errors, events, rules, runs
+from router import errors
+from router.engine import runs
+from router.model import events
+from router.plugins import actions, catalog
+from router.rules import loading as rules
 from tests.integration.test_routing import outcomes_for, start_routing, stop
 from tests.support import cdevents_schema
 
@@ -177,7 +181,7 @@ def test_rule_without_limits_is_refused_at_load(tmp_path):
     path = tmp_path / "rule.yaml"
     path.write_text(rule)
     with pytest.raises(errors.RuleError) as refused:
-        rules.load([str(path)])
+        rules.load([str(path)], catalog.load().actions)
     assert "containers[0] (smoke) has no resources.requests or resources.limits" in str(refused.value)
     assert "allowUnbounded" in str(refused.value)
     job_file = tmp_path / "job.yaml"
@@ -188,7 +192,7 @@ def test_rule_without_limits_is_refused_at_load(tmp_path):
         spec: {{action: {{kubernetesJob: {{namespace: default, jobFile: "{job_file}"}}}}}}
         """)
     with pytest.raises(errors.RuleError, match="containers.0. .smoke. has no resources"):
-        rules.load([str(path)])
+        rules.load([str(path)], catalog.load().actions)
     path.write_text(rule.replace("namespace: default", "namespace: default\n      allowUnbounded: true"))
-    [loaded] = rules.load([str(path)])
+    [loaded] = rules.load([str(path)], catalog.load().actions)
     assert loaded.name == "unbounded"

@@ -8,7 +8,8 @@ import pytest
 
 from handlers.actions import kubernetes_job
 from handlers.sources.kubernetes import state
-from router import event_types, service
+from router.cli import serve as service
+from router.model import event_types
 from tests.integration.k8s import watching
 from tests.integration.k8s.conftest import apply_deployment, deployment
 from tests.integration.test_routing import outcomes_for, start_routing, stop

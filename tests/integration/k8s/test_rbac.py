@@ -15,8 +15,10 @@ import yaml
 
 from handlers.actions import kubernetes_job, rollout_check
 from handlers.kubernetes import client as kube
-from router import actions, errors, events
-from router.settings_kubernetes import KubernetesSettings
+from handlers.kubernetes.settings import KubernetesSettings
+from router import errors
+from router.model import events
+from router.plugins import actions
 from tests.integration.k8s import watching
 from tests.integration.k8s.conftest import apply_deployment, deployment
 from tests.kubeplane import cluster as kubeplane_cluster

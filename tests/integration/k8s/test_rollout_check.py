@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from handlers.actions import rollout_check
-from router import actions, errors, events
+from router import errors
+from router.model import events
+from router.plugins import actions
 from tests.integration.k8s.conftest import apply_deployment, deployment
 
 EXPECTED = "sha256:" + "aa" * 32

@@ -18,7 +18,8 @@ import pytest
 from handlers.kubernetes import workloads
 from tests.integration.k8s import watching
 from tests.integration.k8s.conftest import apply_deployment, deployment
-from tests.kubeplane import fixture as kube_fixture, processes
+from tests.kubeplane import fixture as kube_fixture
+from tests.kubeplane import processes
 
 IMAGES = [f"registry.invalid/web@sha256:{n * 32}" for n in ("a1", "a2", "a3", "a4")]
 

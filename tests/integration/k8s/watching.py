@@ -7,8 +7,8 @@ import json
 import time
 
 from handlers.sources import kubernetes as kube_source
-from router import events
-from router.settings import Settings
+from router.config.settings import Settings
+from router.model import events
 from tests.integration.conftest import make_settings
 
 

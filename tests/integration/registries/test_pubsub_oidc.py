@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.integration.registries.conftest import SECRET
-from tests.unit.handlers.sources.registry.test_oidc import AUDIENCE, KEY, OTHER_KEY, token
+from tests.unit.handlers.sources.registries.test_oidc import AUDIENCE, KEY, OTHER_KEY, token
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "registry" / "gar" / "pubsub-push.json"
 

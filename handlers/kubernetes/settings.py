@@ -1,0 +1,61 @@
+"""Settings of the Kubernetes integration (the ``kubernetes:`` section).
+
+Registered by the Kubernetes plug-ins themselves (the watch source and the ``kubernetesJob`` /
+``rolloutCheck`` actions share it): what to watch is a list of resource descriptions with their
+own validation, and the client configuration. One process talks to one cluster; the
+cluster's name goes into every event's source and into the CDEvents environment, so two routers
+watching two clusters never produce colliding event ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from router import plugins
+from router.plugins import Duration, Section
+
+
+class Condition(Section):
+    """A transition of any kind: emitted once when the value at ``path`` becomes ``equals``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    """The transition name: the event type is ``io.k8s.<kind>.<name>``."""
+    path: str
+    """Dotted path into the object, ``[?type==Ready]`` selects a list item: ``status.conditions[?type==Ready].status``."""
+    equals: Any
+    """The value that makes the condition true (compared after JSON decoding: ``"True"``, ``3``)."""
+
+
+class Watch(Section):
+    group: str = ""
+    """API group (``apps``, ``batch``, ``""`` for the core group, a CRD's group)."""
+    version: str = "v1"
+    kind: str
+    """Kind as written in manifests (``Deployment``); the plural is looked up by discovery."""
+    namespaces: list[str] = []
+    """Namespaces to watch; empty: every namespace."""
+    label_selector: str | None = None
+    """Only objects with these labels (``team=web,tier!=batch``)."""
+    conditions: list[Condition] = []
+    """Extra transitions for this kind (most useful for CRDs)."""
+
+
+@plugins.settings_section("kubernetes")
+class KubernetesSettings(Section):
+    kubeconfig: Path | None = None
+    """Client configuration; unset: the in-cluster ServiceAccount, else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    context: str | None = None
+    """kubeconfig context; unset: the current context."""
+    cluster: str = "default"
+    """This cluster's name in event sources and in CDEvents environments (``<cluster>/<namespace>``)."""
+    watches: list[Watch] = []
+    """Resources turned into ``io.k8s.*`` events; empty: no watch runs."""
+    state_bucket: str = "TR_KUBE_WATCH"
+    """JetStream KV bucket with each watch's last resourceVersion and what it knew of each object."""
+    watch_timeout: Duration = 300.0
+    """Server-side timeout of one watch request; the watch then resumes from where it was."""
+    max_backoff: Duration = 30.0
+    """Longest pause between reconnect attempts (exponential from 0.2s, full jitter)."""

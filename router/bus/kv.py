@@ -1,0 +1,156 @@
+"""The only wrapper of JetStream key-value buckets: JSON documents with compare-and-set.
+
+Run state, policy state and Kubernetes watch state all keep small JSON documents in KV buckets
+that several router processes write at once. This module is the one place that knows how nats-py
+reports the outcomes of doing that, by their typed errors (``KeyNotFoundError``,
+``KeyDeletedError``, ``KeyWrongLastSequenceError``, ``NoKeysError``) and, where an older client
+reports a conflict only as a plain API error, by the server's error codes, never by message text:
+
+- absent or deleted is ``None``; a lost compare-and-set race is ``None`` / ``False`` (the caller
+  reads again), never an exception;
+- anything else NATS or JetStream raises (no connection, no answer in time, a refused write) is
+  ``errors.BusUnavailable`` naming what could not be read or written, so callers decide between
+  nak-and-retry and 503 in one way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from router import errors
+
+__all__ = ["Bucket", "Entry", "NO_CHANGE", "open_bucket"]
+
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
+# JSStreamWrongLastSequenceErrF and JSStreamWrongLastSequenceConstantErr: the expected revision lost.
+_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
+_ABSENT = (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError)
+
+NO_CHANGE = None
+"""Returned by a :meth:`Bucket.mutate` change function: leave the entry as it is."""
+Change = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    value: Any
+    """The decoded JSON document (``None`` for an empty value)."""
+    revision: int
+
+
+def _lost_race(exc: BaseException) -> bool:
+    return isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or (
+        isinstance(exc, nats.js.errors.APIError) and exc.err_code in _WRONG_LAST_SEQUENCE)
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Bucket:
+    """One bucket of JSON documents; ``what`` names its contents in ``BusUnavailable`` messages."""
+
+    def __init__(self, kv: KeyValue, what: str) -> None:
+        self.kv = kv
+        self.what = what
+
+    def _unavailable(self, exc: BaseException, verb: str = "unavailable") -> errors.BusUnavailable:
+        return errors.BusUnavailable(f"{self.what} {verb}: {exc.__class__.__name__}")
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry, or ``None`` when the key is absent or deleted."""
+        try:
+            entry = await self.kv.get(key)
+        except _ABSENT:
+            return None
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+        return Entry(json.loads(entry.value) if entry.value else None, entry.revision)
+
+    async def read(self, key: str) -> tuple[Any, int]:
+        """The value and its revision; ``(None, 0)`` when absent or deleted."""
+        entry = await self.get(key)
+        return (entry.value, entry.revision) if entry else (None, 0)
+
+    async def put(self, key: str, value: Any) -> int:
+        """Write unconditionally (last writer wins); the new revision."""
+        try:
+            return await self.kv.put(key, _dump(value))
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    async def create(self, key: str, value: Any) -> int | None:
+        """Write only if the key has no value yet; the new revision, or ``None`` if it has one."""
+        try:
+            return await self.kv.create(key, _dump(value))
+        except NATS_ERRORS as exc:
+            if _lost_race(exc):
+                return None
+            raise self._unavailable(exc) from exc
+
+    async def update(self, key: str, value: Any, revision: int) -> int | None:
+        """Write only if the entry is still at ``revision``; the new revision, or ``None`` if not."""
+        try:
+            return await self.kv.update(key, _dump(value), last=revision)
+        except NATS_ERRORS as exc:
+            if _lost_race(exc):
+                return None
+            raise self._unavailable(exc) from exc
+
+    async def delete(self, key: str, revision: int | None = None) -> bool:
+        """Delete, only at ``revision`` when given; ``False`` if someone wrote in between."""
+        try:
+            await self.kv.delete(key, last=revision)
+        except NATS_ERRORS as exc:
+            if _lost_race(exc):
+                return False
+            raise self._unavailable(exc) from exc
+        return True
+
+    async def keys(self) -> list[str]:
+        try:
+            return await self.kv.keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    async def mutate(self, key: str, change: Change, attempts: int = 100) -> tuple[Any, Any]:
+        """Apply ``change`` atomically; returns (value before, value after).
+
+        ``change`` gets a copy of the current value (``None`` if absent) and returns the new one, or
+        :data:`NO_CHANGE`. It runs again whenever another writer got in between, so it must not have
+        side effects. Past ``attempts`` lost races: ``BusUnavailable`` (the caller retries later).
+        """
+        for _ in range(attempts):
+            current, revision = await self.read(key)
+            new = await change(json.loads(json.dumps(current)) if current is not None else None)
+            if new is NO_CHANGE:
+                return current, current
+            written = await (self.update(key, new, revision) if revision else self.create(key, new))
+            if written is not None:
+                return current, new
+        raise errors.BusUnavailable(f"{self.what}: key {key} is too contended; will retry")
+
+
+async def open_bucket(js: JetStreamContext, name: str, *, description: str, what: str, ttl: float = 0,
+                      replicas: int = 1) -> Bucket:
+    """The bucket ``name``, created (history 1) if it does not exist yet."""
+    try:
+        try:
+            kv = await js.key_value(name)
+        except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+            kv = await js.create_key_value(api.KeyValueConfig(
+                bucket=name, history=1, ttl=ttl or None, replicas=replicas, description=description))
+    except NATS_ERRORS as exc:
+        raise errors.BusUnavailable(f"{what} unavailable: cannot open bucket {name}: "
+                                    f"{exc.__class__.__name__}") from exc
+    return Bucket(kv, what)

@@ -1,0 +1,62 @@
+"""``rules validate`` and ``rules test``: check rule files without running anything.
+
+``rules test`` is the dry run a rule author needs when a rule does not fire: for every rule, whether
+it matches the sample event, and if not, the first filter that rejected it and why; for the ones
+that match, the action exactly as it would run (templates rendered).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from router import errors
+from router.model import events
+from router.plugins import catalog
+from router.rules import loading as rules
+from router.rules.matching import Matcher
+
+
+def validate(paths: list[str]) -> int:
+    loaded = rules.load(paths, catalog.load().actions)
+    for rule in loaded:
+        print(f"ok  {rule.name}  ({rule.file}, action {rule.action.name})")
+    print(f"{len(loaded)} rule(s) valid")
+    return 0
+
+
+def test(paths: list[str], event_file: str, as_json: bool) -> int:
+    try:
+        body = sys.stdin.buffer.read() if event_file == "-" else open(event_file, "rb").read()
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read {event_file}: {exc.strerror}") from exc
+    try:
+        event = events.parse_structured(body)
+    except errors.BadRequest as exc:
+        raise errors.ConfigError(f"{event_file}: {exc.detail}") from exc
+    matcher = Matcher(rules.load(paths, catalog.load().actions))
+    report = []
+    for verdict in matcher.explain(event):
+        entry = {"rule": verdict.rule.name, "file": verdict.rule.file, "matched": verdict.matched}
+        if verdict.matched:
+            try:
+                entry["action"] = {verdict.rule.action.name: verdict.rule.render(event)}
+                entry["environment"] = verdict.rule.environment_for(event)
+            except errors.PermanentError as exc:
+                entry["renderError"] = str(exc)
+        else:
+            entry["reason"] = verdict.reason
+        report.append(entry)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for entry in report:
+        if entry["matched"]:
+            print(f"MATCH     {entry['rule']}")
+            rendered = entry.get("action") or {"renderError": entry.get("renderError")}
+            print("          " + json.dumps(rendered, indent=2).replace("\n", "\n          "))
+        else:
+            print(f"no match  {entry['rule']}: {entry['reason']}")
+    matched = sum(1 for e in report if e["matched"])
+    print(f"{matched} of {len(report)} rule(s) match event {event.id} ({event.type})")
+    return 0

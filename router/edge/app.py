@@ -1,0 +1,177 @@
+"""The HTTP edge: CloudEvents and webhook ingest, health and readiness.
+
+This is the only module that turns errors into HTTP statuses. Every refusal is a JSON body
+``{"error": <status text>, "detail": <what is wrong>, "field": <which field, if one>}``; log lines
+name the delivery id and the reason, never a secret or the payload. A 2xx is sent only after
+JetStream has acknowledged storage of every event of the request.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from router import errors
+from router.bus.connection import Bus
+from router.config.settings import Settings
+from router.engine import deadletters
+from router.model import events
+from router.model.bindings import http as http_binding
+from router.plugins.sources import Delivery, Rejected, WebhookSource
+
+__all__ = ["make_app", "BUS", "SETTINGS", "SOURCES"]
+
+log = logging.getLogger(__name__)
+
+BUS = web.AppKey("bus", Bus)
+SETTINGS = web.AppKey("settings", Settings)
+SOURCES = web.AppKey("sources", dict)
+DELIVERY_ID = web.RequestKey("delivery_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, detail: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": _REASONS.get(status, "error"), "detail": detail}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status, headers=headers)
+
+
+_REASONS = {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
+            413: "payload too large", 415: "unsupported media type", 503: "service unavailable",
+            500: "internal error"}
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.BusUnavailable as exc:
+        log.warning("%s %s refused (503): %s", request.method, request.path, exc.detail)
+        return error_response(503, exc.detail, headers={"Retry-After": str(exc.retry_after)})
+    except errors.IngestError as exc:
+        delivery = request.get(DELIVERY_ID) or "-"
+        log.info("%s %s delivery=%s refused (%d): %s", request.method, request.path, delivery,
+                 exc.status, exc.detail)
+        retry_after = getattr(exc, "retry_after", None)
+        return error_response(exc.status, exc.detail, exc.field,
+                              headers={"Retry-After": str(retry_after)} if retry_after else None)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error; retry the request (a repeated event is dropped as a duplicate)")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body, refusing with 413 as soon as it is known to exceed the limit (before reading it all)."""
+    limit = request.app[SETTINGS].http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def publish(request: web.Request, batch: list[events.CloudEvent]) -> list[dict]:
+    bus = request.app[BUS]
+    try:
+        stored = await bus.publish_all(batch)
+    except errors.BusUnavailable as exc:
+        exc.retry_after = request.app[SETTINGS].http.retry_after
+        raise
+    return [{"id": e.id, "source": e.source, "type": e.type, "duplicate": s.duplicate}
+            for e, s in zip(batch, stored)]
+
+
+async def post_events(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    batch = http_binding.parse(request.headers.get("Content-Type"), request.headers.items(), body)
+    accepted = await publish(request, batch)
+    if log.isEnabledFor(logging.INFO):
+        log.info("POST /events stored %d event(s): %s", len(accepted), ", ".join(a["id"] for a in accepted))
+    return web.json_response({"accepted": accepted}, status=202)
+
+
+async def post_webhook(request: web.Request) -> web.Response:
+    name = request.match_info["source"]
+    source: WebhookSource | None = request.app[SOURCES].get(name)
+    if source is None:
+        raise errors.NotFound(f"no webhook source named {name!r}; known: {', '.join(sorted(request.app[SOURCES]))}")
+    body = await read_body(request)
+    delivery = Delivery(request.headers, body, request.match_info.get("token"), request.remote or "")
+    request[DELIVERY_ID] = source.delivery_id(delivery) or "-"
+    source.authenticate(delivery)
+    content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "application/x-www-form-urlencoded") and not content_type.endswith("+json"):
+        raise errors.UnsupportedMediaType(f"content type {content_type!r} is not JSON")
+    if content_type == "application/x-www-form-urlencoded":
+        raise errors.UnsupportedMediaType("form-encoded webhooks are not supported; set the webhook's "
+                                          "content type to application/json")
+    normalized = source.normalize(delivery)
+    if inspect.isawaitable(normalized):  # sources that must ask someone first (a registry, for a digest)
+        normalized = await normalized
+    batch = [e for e in normalized if not isinstance(e, Rejected)]
+    rejected = await dead_letter(request, name, [r for r in normalized if isinstance(r, Rejected)])
+    if not batch:
+        log.info("webhook %s delivery=%s accepted, nothing to publish", name, request[DELIVERY_ID])
+        return web.json_response({"accepted": [], "detail": "accepted; nothing to publish", **rejected},
+                                 status=200)
+    accepted = await publish(request, batch)
+    if log.isEnabledFor(logging.INFO):  # the summary is built per request: only when it is shown
+        log.info("webhook %s delivery=%s stored %s", name, request[DELIVERY_ID],
+                 ", ".join(f"{a['type']}{' (duplicate)' if a['duplicate'] else ''}" for a in accepted))
+    return web.json_response({"accepted": accepted, **rejected}, status=202)
+
+
+async def dead_letter(request: web.Request, name: str, rejected: list[Rejected]) -> dict:
+    """Store the items a source could not ingest on the dead-letter stream, before answering 2xx."""
+    if not rejected:
+        return {}
+    bus, settings = request.app[BUS], request.app[SETTINGS]
+    subject = deadletters.ingest_subject(settings.bus.deadletter_subject)
+    try:
+        for item in rejected:
+            await bus.publish(deadletters.rejected_event(name, request[DELIVERY_ID], item), subject)
+    except errors.BusUnavailable as exc:
+        exc.retry_after = settings.http.retry_after
+        raise
+    log.warning("webhook %s delivery=%s dead-lettered %d item(s): %s", name, request[DELIVERY_ID], len(rejected),
+                "; ".join(r.reason for r in rejected))
+    return {"rejected": [{"index": r.index, "reason": r.reason, "field": r.field} for r in rejected]}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, detail = await request.app[BUS].ready()
+    return web.json_response({"status": "ok" if ready else "unavailable", "detail": detail},
+                             status=200 if ready else 503)
+
+
+def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource]) -> web.Application:
+    # aiohttp's own limit is a backstop only; read_body enforces the configured one with a JSON 413.
+    app = web.Application(middlewares=[errors_as_json],
+                          client_max_size=settings.http.max_body_bytes + 1024 * 1024)
+    app[SETTINGS] = settings
+    app[BUS] = bus
+    app[SOURCES] = sources
+    app.router.add_post("/events", post_events)
+    app.router.add_post("/webhooks/{source}", post_webhook)
+    app.router.add_post("/webhooks/{source}/{token}", post_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

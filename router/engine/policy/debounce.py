@@ -1,0 +1,29 @@
+"""Debounce: run once, for the latest event of a key, after the key has been quiet for a while.
+
+The router records each run with ``not_before = now + debounce`` and writes "latest run of the key"
+(the run whose event has the highest stream sequence, so replicas agree on "latest") to the policy
+bucket. The executor leaves a run alone until its ``not_before`` (nak with that delay); then, if a
+newer run took "latest", this one ends as ``debounced`` without running. The latest run becomes due
+``debounce`` after the last event: exactly the quiet period asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from router.engine.policy.store import NO_CHANGE, PolicyStore
+
+
+async def note(store: PolicyStore, slot: str, run_id: str, seq: int) -> None:
+    async def change(current: dict[str, Any] | None):
+        if current and current.get("seq", 0) >= seq:
+            return NO_CHANGE
+        return {"run": run_id, "seq": seq, "at": time.time()}
+
+    await store.mutate(slot, change)
+
+
+async def superseded_by(store: PolicyStore, slot: str, run_id: str) -> str | None:
+    latest, _ = await store.read(slot)
+    return latest["run"] if latest and latest.get("run") != run_id else None

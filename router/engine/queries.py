@@ -1,0 +1,49 @@
+"""What clients may ask of the engine: runs with their state, waiting joins, re-running a dead run.
+
+The CLI's ``runs`` commands are short-lived clients of the same JetStream state the engine keeps;
+this module is the engine's public face for them, so that they never reach into routing, the
+executor or the policy runtime (and those can change without breaking the commands).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from router.bus.connection import Bus
+from router.config.settings import Settings
+from router.engine import deadletters, runs
+from router.engine.policy import correlation
+from router.engine.policy.store import PolicyStore
+
+__all__ = ["get_run", "list_runs", "retry_run", "runs_stream_config"]
+
+runs_stream_config = runs.runs_stream_config
+
+
+async def list_runs(js: JetStreamContext, settings: Settings,
+                    rule: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every run's state (oldest first) and every partial correlation join, of ``rule`` if given."""
+    states = await (await runs.RunStates.open(js, settings)).all()
+    joins = await correlation.waiting(await PolicyStore.open(js, settings))
+    return ([s for s in states if rule is None or s.get("rule") == rule],
+            [j for j in joins if rule is None or j.get("rule") == rule])
+
+
+async def get_run(js: JetStreamContext, settings: Settings, run_id: str) -> dict[str, Any] | None:
+    return await (await runs.RunStates.open(js, settings)).get(run_id)
+
+
+async def retry_run(bus: Bus, settings: Settings, run_id: str) -> tuple[str, int, str]:
+    """Queue a new run from the dead-lettered ``run_id``: (new run id, retry number, last error).
+
+    ``errors.ConfigError`` if the run has no dead-letter record (it did not end in error).
+    """
+    dead, reason = await deadletters.load_run(bus, settings, run_id)
+    states = await runs.RunStates.open(bus.js, settings)
+    number = ((await states.get(run_id)) or {}).get("retries", 0) + 1
+    again = deadletters.requeue(dead, number)
+    await bus.publish_raw(f"{settings.router.runs_subject}.{again.run_id}", again.dumps(), again.run_id)
+    await states.update(run_id, retries=number, retriedAs=again.run_id)
+    return again.run_id, number, reason

@@ -1,0 +1,136 @@
+"""The event consumer: events in, runs recorded, events acknowledged.
+
+Several router processes share one durable pull consumer, so each event is handled by one of them.
+An event is acknowledged only after every run it produced is durably recorded as a message on the
+runs work-queue stream. That message is the run's record: the executor that takes it announces
+``queued`` and ``started``. A crash before the ack means redelivery, and redelivery means the same
+run ids, which JetStream's duplicate window turns into no-ops. One write per run keeps the hot path
+short (see bench/route.py). An event that cannot be
+decoded goes to the dead-letter stream with the reason and is terminated, never redelivered forever.
+
+Rules with run policies cost more than that one write: before the run message is published,
+``router.engine.policy.admission`` decides (in the shared policy bucket) whether the run is deduped,
+forbidden or replaced, and when it may start; a ``correlate`` rule first adds the event to its join
+(``router.engine.policy.correlation``) and records a run only when the join completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+
+from router import errors
+from router.bus import consumers as consumer
+from router.bus.connection import Bus
+from router.config.settings import Settings
+from router.engine import deadletters, runs
+from router.engine.policy import admission as admission_mod
+from router.engine.policy import correlation
+from router.engine.policy.store import PolicyStore
+from router.model import events
+from router.model.bindings import nats as nats_binding
+from router.rules import celexpr
+from router.rules.loading import Rule
+from router.rules.matching import Matcher
+
+log = logging.getLogger(__name__)
+
+BATCH = 128
+DEAD = object()
+"""Returned by ``_route`` for a message that went to the dead-letter stream: terminate, don't ack."""
+
+
+class EventRouter:
+    def __init__(self, bus: Bus, settings: Settings, matcher: Matcher, states: runs.RunStates) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.matcher = matcher
+        """Replaced as a whole by a rule reload; read once per event, so a reload is atomic."""
+        self.states = states
+        self.admission: admission_mod.Admission | None = None
+        self.correlator: correlation.Correlator | None = None
+
+    async def open_policies(self) -> None:
+        store = await PolicyStore.open(self.bus.js, self.settings)
+        self.admission = admission_mod.Admission(store, self.states, self.bus.nc, self.settings.router.control_subject)
+        self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
+
+    async def subscribe(self):
+        return await consumer.subscribe(
+            self.bus.js, subject=f"{self.settings.bus.events_subject}.>", stream=self.settings.bus.events_stream,
+            durable=self.settings.router.durable, ack_wait=self.settings.router.ack_wait,
+            max_ack_pending=BATCH * 8)
+
+    async def run(self) -> None:
+        await self.open_policies()
+        subscription = await self.subscribe()
+        log.info("routing events with %d rule(s)", len(self.matcher.rules))
+        try:
+            while True:
+                messages = await consumer.fetch(subscription, BATCH, "events")
+                if messages:
+                    await self.handle(messages)
+        finally:
+            await consumer.unsubscribe(subscription)
+
+    async def handle(self, messages: list[Msg]) -> None:
+        matcher = self.matcher
+        work = [self._route(msg, matcher) for msg in messages]
+        results = await asyncio.gather(*work, return_exceptions=True)
+        for msg, result in zip(messages, results):
+            try:
+                if result is DEAD:
+                    await msg.term()
+                elif isinstance(result, errors.BusUnavailable):
+                    await msg.nak(delay=2.0)
+                elif isinstance(result, BaseException):
+                    log.error("routing event failed: %r; it will be redelivered", result)
+                    await msg.nak(delay=5.0)
+                else:
+                    await msg.ack()
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                # A lost ack means a redelivery, which the run ids make harmless.
+                log.warning("could not settle event message: %s", exc)
+
+    async def _route(self, msg: Msg, matcher: Matcher) -> object:
+        try:
+            event = nats_binding.from_message(msg.headers, msg.data)
+        except errors.BadRequest as exc:
+            await deadletters.undecodable_event(self.bus, self.settings, msg, f"undecodable CloudEvent: {exc.detail}")
+            return DEAD
+        records = []
+        for rule in matcher.match(event):
+            if rule.correlation is None:
+                batch = [self._record(rule, event)]
+            else:
+                batch = [self._record(rule, event, fired.run_id, fired.events)
+                         for fired in await self.correlator.offer(rule, event)]
+            if batch and admission_mod.Admission.applies(rule):
+                for record in batch:
+                    await self.admission.admit(rule, record, event, msg.metadata.sequence.stream)
+            records += batch
+        if not records:
+            return None
+        await asyncio.gather(*(self.bus.publish_raw(
+            f"{self.settings.router.runs_subject}.{record.run_id}", record.dumps(), record.run_id)
+            for record in records))
+
+    def _record(self, rule: Rule, event: events.CloudEvent, run_id: str | None = None,
+                joined: dict | None = None) -> runs.RunRecord:
+        run_id = run_id or runs.run_id(rule.name, event)
+        retry = rule.policy.retry
+        params, render_error, environment = {}, None, event.source
+        extra = {"events": {name: celexpr.values(events.from_json_object(doc))["event"]
+                            for name, doc in joined.items()}} if joined else None
+        try:
+            params = rule.render(event, extra)
+            environment = rule.environment_for(event)
+        except errors.PermanentError as exc:
+            render_error = str(exc)
+        return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event, binary=True),
+                              rule.policy.timeout, retry.limit, retry.backoff, retry.max_backoff,
+                              rule.action.name, render_error=render_error, events=joined)

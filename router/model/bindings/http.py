@@ -1,0 +1,40 @@
+"""The CloudEvents HTTP protocol binding, receiving side.
+
+The mode is decided by ``Content-Type`` (HTTP binding §3): ``application/cloudevents-batch+json``
+is a batch, ``application/cloudevents+json`` is structured, anything else with ``ce-specversion``
+present is binary. A structured request in another event format is answered 415, since only the
+JSON format is supported.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from router import errors
+from router.model import events
+from router.model.bindings import headers as ce_headers
+
+STRUCTURED_PREFIX = "application/cloudevents"
+BATCH = "application/cloudevents-batch+json"
+STRUCTURED_JSON = "application/cloudevents+json"
+
+
+def parse(content_type: str | None, hdrs: Iterable[tuple[str, str]], body: bytes) -> list[events.CloudEvent]:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == BATCH:
+        return events.parse_batch(body)
+    if media == STRUCTURED_JSON:
+        return [events.parse_structured(body)]
+    if media.startswith(STRUCTURED_PREFIX):
+        raise errors.UnsupportedMediaType(
+            f"event format {media!r} is not supported; use {STRUCTURED_JSON}, {BATCH} or binary mode"
+        )
+    attributes: dict = ce_headers.attributes_from(hdrs)
+    if "specversion" not in attributes:
+        raise errors.UnsupportedMediaType(
+            f"content type {media or '(none)'!r} is neither a CloudEvents format nor a binary-mode "
+            "request (no ce-specversion header)"
+        )
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    return [events.CloudEvent(events.validate(attributes), body if body else None)]

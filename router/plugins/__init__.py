@@ -1,0 +1,56 @@
+"""The public surface for plug-ins: everything a source or an action in ``handlers/`` may use.
+
+Plug-ins import from here and from nowhere else in ``router`` (``tests/unit/test_layering.py``
+enforces it), so the core can be re-arranged without touching them::
+
+    from router import plugins
+    from router.plugins import Delivery, errors, events
+
+    @plugins.settings_section("registries.acme")
+    class AcmeSettings(plugins.Section):
+        secrets: list[SecretStr] = []
+
+    @plugins.webhook_source("acme")
+    class AcmeSource: ...
+
+What is here, by use:
+
+- registration: :func:`webhook_source`, :func:`background_source`, :func:`action`,
+  :func:`settings_section` (a plug-in owns its ``Section`` of the settings file);
+- sources: :class:`Delivery`, :class:`Rejected`, :class:`WebhookSource`, :mod:`auth` (constant-time
+  secret and signature checks), :class:`Bus` (what a background source publishes with), :mod:`kv`
+  (durable state in a JetStream key-value bucket);
+- actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
+  :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
+- the model: :class:`CloudEvent` and the :mod:`events`, :mod:`event_types`, :mod:`cdevents` and
+  :mod:`artifacts` modules that build events;
+- :mod:`errors`, the error family (``PermanentError`` / ``TemporaryError`` decide retries;
+  ``IngestError`` subclasses decide the HTTP answer); :class:`Settings`, :class:`Section`,
+  ``Duration`` for settings.
+"""
+
+from router import errors
+from router.bus import kv
+from router.bus.connection import Bus
+from router.config.base import Duration, Section, parse_duration
+from router.config.settings import Settings
+from router.model import artifacts, cdevents, event_types, events
+from router.model.events import CloudEvent
+from router.plugins import actions, auth
+from router.plugins.actions import Context, Params, Result
+from router.plugins.catalog import action, background_source, settings_section, webhook_source
+from router.plugins.sources import Delivery, Rejected, WebhookSource
+from router.rules import templates
+
+__all__ = [
+    # registration
+    "action", "background_source", "settings_section", "webhook_source",
+    # sources
+    "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
+    # actions
+    "Context", "Params", "Result", "actions", "templates",
+    # the model
+    "CloudEvent", "artifacts", "cdevents", "event_types", "events",
+    # errors and settings
+    "Duration", "Section", "Settings", "errors", "parse_duration",
+]

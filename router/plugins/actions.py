@@ -1,0 +1,35 @@
+"""What an action receives and returns; actions themselves live in ``handlers/actions``.
+
+An action is an async function ``run(params, context) -> Result`` registered with
+``@plugins.action(name, params=Model)``. ``params`` is its pydantic model, validated once at rule
+load (with templates still unrendered) and again after rendering for each run. Raising
+``errors.TemporaryError`` asks for a retry under the rule's policy; ``errors.PermanentError`` ends
+the run with outcome ``error``; a verification that ran and found a problem returns ``failure``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from router.model.events import CloudEvent
+from router.model.outcomes import Outcome, Result, Severity
+
+__all__ = ["Context", "Outcome", "Params", "Result", "Severity"]
+
+
+class Params(BaseModel):
+    """Base of every action's parameter model: unknown keys are errors, camelCase as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    run_id: str
+    rule: str
+    event: CloudEvent
+    timeout: float
+    """Seconds this attempt may take; the executor cancels the action after it."""
+

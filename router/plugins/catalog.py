@@ -1,0 +1,124 @@
+"""The plug-in catalog: which webhook sources, background sources and actions this process has.
+
+The core never imports a concrete source or action: a plug-in module registers itself with a
+decorator (``@plugins.webhook_source``, ``@plugins.action``, ...), and :func:`load` imports the
+plug-in packages once. A plug-in's settings section is registered the same way, so adding a
+source is one new file plus one import line in its package's ``__init__.py``.
+
+The decorators register into the *current* catalog; :func:`isolated` gives a test a fresh one
+(and fresh settings sections) and restores the real one afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterator
+
+from pydantic import BaseModel
+
+from router.config import settings as config
+from router.plugins import actions
+from router.plugins.sources import BackgroundSource, SourceFactory
+
+PLUGIN_PACKAGES = ("handlers.sources", "handlers.actions")
+
+ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    params: type[BaseModel]
+    run: ActionRun
+
+
+@dataclass
+class Catalog:
+    webhook_sources: dict[str, SourceFactory] = field(default_factory=dict)
+    actions: dict[str, Action] = field(default_factory=dict)
+    background_sources: dict[str, BackgroundSource] = field(default_factory=dict)
+
+    def add(self, kind: str, name: str, value: Any) -> None:
+        table: dict = getattr(self, kind)
+        if name in table:
+            raise ValueError(f"{kind.replace('_', ' ')[:-1]} {name!r} is registered twice")
+        table[name] = value
+
+    def webhook_source(self, name: str) -> Callable[[SourceFactory], SourceFactory]:
+        def register(factory: SourceFactory) -> SourceFactory:
+            self.add("webhook_sources", name, factory)
+            return factory
+
+        return register
+
+    def background_source(self, name: str) -> Callable[[BackgroundSource], BackgroundSource]:
+        def register(run: BackgroundSource) -> BackgroundSource:
+            self.add("background_sources", name, run)
+            return run
+
+        return register
+
+    def action(self, name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
+        def register(run: ActionRun) -> ActionRun:
+            self.add("actions", name, Action(name, params, run))
+            return run
+
+        return register
+
+
+_current = Catalog()
+_loaded = False
+
+
+def current() -> Catalog:
+    return _current
+
+
+def load() -> Catalog:
+    """Import every plug-in package (once) and return the catalog they registered into."""
+    global _loaded
+    if not _loaded:
+        for package in PLUGIN_PACKAGES:
+            importlib.import_module(package)
+        _loaded = True
+    return _current
+
+
+@contextlib.contextmanager
+def isolated() -> Iterator[Catalog]:
+    """A fresh, empty catalog and the core settings sections only, for the ``with`` block."""
+    global _current
+    saved, saved_sections = _current, config.sections()
+    _current = Catalog()
+    config.restore_sections({})
+    try:
+        yield _current
+    finally:
+        _current = saved
+        config.restore_sections(saved_sections)
+
+
+def webhook_source(name: str) -> Callable[[SourceFactory], SourceFactory]:
+    """Register a class (or factory) ``(settings) -> WebhookSource`` for ``/webhooks/<name>``."""
+    return _current.webhook_source(name)
+
+
+def background_source(name: str) -> Callable[[BackgroundSource], BackgroundSource]:
+    """Register a coroutine ``(settings, bus)`` that ``serve`` runs for the life of the process."""
+    return _current.background_source(name)
+
+
+def action(name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
+    """Register ``async def run(params, context) -> Result`` as the action rules call ``name``."""
+    return _current.action(name, params=params)
+
+
+def settings_section(path: str) -> Callable[[type], type]:
+    """Register a settings section (a ``Section`` subclass) under the dotted key ``path``."""
+    def register(section: type) -> type:
+        config.register_section(path, section)
+        return section
+
+    return register

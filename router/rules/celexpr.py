@@ -1,0 +1,69 @@
+"""CEL, the expression language of ``cel`` filters and ``{{ }}`` templates.
+
+Expressions are compiled once, when rules load. At evaluation they see:
+
+- ``event``: a map of every context attribute (extensions included) plus ``data``;
+- ``data``: the event's data parsed as JSON (``null`` if absent or not JSON);
+- each present attribute as a top-level variable (``type``, ``source``, ``subject``, ...);
+- in a correlated run, ``events``: each joined event by requirement name, shaped like ``event``.
+
+Optional attributes should be tested with ``has(event.subject)``: referring to an absent top-level
+variable is an evaluation error. Building the variables (converting the JSON payload into CEL
+values, the expensive part) is done once per event into a ``cel.Context`` shared by every
+expression evaluated for it: about 1 µs per expression instead of 60 µs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cel
+
+from router import errors
+from router.model.events import CloudEvent
+
+_cache: tuple[CloudEvent | None, Any] = (None, None)
+
+
+def compile(expression: str, path: str) -> "cel.Program":
+    if not isinstance(expression, str) or not expression.strip():
+        raise errors.RuleError("a CEL expression must be a non-empty string", field=path)
+    try:
+        return cel.compile(expression)
+    except ValueError as exc:
+        # The library's message ends with a caret diagram; the first lines carry the position.
+        message = str(exc).replace("Failed to parse expression", "invalid CEL").split("\n| ")[0]
+        raise errors.RuleError(message, field=path) from exc
+
+
+def values(event: CloudEvent) -> dict[str, Any]:
+    """The variables as plain Python values (``variables`` is their compiled, cached form)."""
+    try:
+        data = event.json() if event.is_json() else None
+    except errors.BadRequest:
+        data = None
+    attributes = dict(event.attributes)
+    return {**attributes, "event": {**attributes, "data": data}, "data": data}
+
+
+def variables(event: CloudEvent, extra: dict[str, Any] | None = None) -> "cel.Context":
+    global _cache
+    if extra:  # a correlated run's templates: rare, so built each time and not cached
+        context = cel.Context()
+        context.update({**values(event), **extra})
+        return context
+    if _cache[0] is event:
+        return _cache[1]
+    context = cel.Context()
+    context.update(values(event))
+    _cache = (event, context)
+    return context
+
+
+def evaluate(program: "cel.Program", event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
+    """The expression's value; every evaluation failure is raised as ``ValueError`` (callers decide)."""
+    try:
+        return program.execute(variables(event, extra))
+    except Exception as exc:  # the CEL binding raises KeyError, RuntimeError, TypeError, ... by case
+        detail = str(exc).split("\n")[0]
+        raise ValueError(f"no such key {detail}" if isinstance(exc, KeyError) else detail) from exc

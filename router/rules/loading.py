@@ -1,0 +1,165 @@
+"""Trigger rules: the YAML users write, validated and compiled once at load.
+
+A rule file holds one or more YAML documents of ``kind: TriggerRule`` (their model is in
+``schema``). Everything that can be
+checked before an event arrives is checked at load (filter dialects, CEL syntax, action name and
+parameters, templates), and every error names the file, the rule and the field path, because a
+rule that fails at 3 a.m. on the first matching event is a rule that should never have loaded.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from router import errors
+from router.model.events import CloudEvent
+from router.rules import filters
+from router.rules import policy as policy_spec
+from router.rules import schema, templates
+from router.rules.filters.logical import AllOf, AnyOf
+
+
+class ActionSpec(Protocol):
+    """What rules need to know of an action: its name and its parameter model.
+
+    The plug-in catalog's actions (``router.plugins.catalog.Action``) are such specs; rules never
+    import the plug-ins, the caller hands them the catalog's ``actions``.
+    """
+
+    name: str
+    params: type[BaseModel]
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    name: str
+    file: str
+    description: str
+    filter: AllOf
+    action: ActionSpec
+    params: templates.Template
+    environment: templates.Template | None
+    policy: policy_spec.Policy
+    keys: policy_spec.Keys = policy_spec.Keys()
+    correlation: policy_spec.CompiledCorrelation | None = None
+
+    def matches(self, event: CloudEvent) -> bool:
+        return self.filter.matches(event)
+
+    def render(self, event: CloudEvent, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The action parameters for ``event``, templates rendered and validated again.
+
+        ``extra``: more CEL variables (``events`` for a correlated run)."""
+        rendered = self.params.render(event, extra)
+        try:
+            return self.action.params.model_validate(rendered).model_dump(mode="json", by_alias=True, exclude_none=True)
+        except ValidationError as exc:
+            raise errors.PermanentError(f"rendered parameters are invalid: {_first_error(exc)}") from exc
+
+    def environment_for(self, event: CloudEvent) -> str:
+        if self.environment is None:
+            return event.source
+        return str(self.environment.render(event))
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = _loc(first["loc"])
+    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+    return f"{where}: {message}" if where else message
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec]) -> Rule:
+    name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) else None
+    label = name or f"#{index + 1}"
+    try:
+        parsed = schema.RuleDocument.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise errors.RuleError(message, file=file, rule=label, field=_loc(first["loc"])) from exc
+    spec = parsed.spec
+    try:
+        members = [filters.compile(f, f"spec.filters[{i}]") for i, f in enumerate(spec.filters)]
+        action = _action(spec.action, actions)
+        params_path = f"spec.action.{action.name}"
+        raw_params = spec.action[action.name] or {}
+        try:
+            action.params.model_validate(raw_params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+            raise errors.RuleError(message, field=f"{params_path}.{_loc(first['loc'])}".rstrip(".")) from exc
+        params = templates.Template(raw_params, params_path)
+        environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
+        keys = policy_spec.compile_keys(spec.policy)
+        correlation = policy_spec.compile_correlation(spec.correlate)
+        if correlation is not None:
+            members.append(AnyOf(correlation.any_of()))
+    except errors.RuleError as exc:
+        raise errors.RuleError(exc.message, file=file, rule=parsed.metadata.name, field=exc.field) from exc
+    return Rule(parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment, spec.policy,
+                keys, correlation)
+
+
+def _action(spec: dict[str, Any], actions: Mapping[str, ActionSpec]) -> ActionSpec:
+    if len(spec) != 1:
+        raise errors.RuleError(f"exactly one action is required, found {len(spec)} "
+                               f"(known: {', '.join(sorted(actions))})", field="spec.action")
+    (name,) = spec
+    if name not in actions:
+        raise errors.RuleError(f"unknown action {name!r} (known: {', '.join(sorted(actions))})",
+                               field=f"spec.action.{name}")
+    return actions[name]
+
+
+def expand(paths: Iterable[str]) -> list[Path]:
+    """Files named, ``*.yaml``/``*.yml`` in directories named, and glob matches; sorted, unique."""
+    found: list[Path] = []
+    for entry in paths:
+        matches = glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]
+        if not matches:
+            raise errors.RuleError("no file matches this pattern", file=entry)
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+            elif path.exists():
+                found.append(path)
+            else:
+                raise errors.RuleError("no such file or directory", file=entry)
+    return sorted(dict.fromkeys(found))
+
+
+def load(paths: Iterable[str], actions: Mapping[str, ActionSpec]) -> list[Rule]:
+    """Every rule in ``paths``, compiled against ``actions`` (the plug-in catalog's); all or nothing."""
+    rules: dict[str, Rule] = {}
+    for path in expand(paths):
+        file = os.fspath(path)
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as exc:
+            raise errors.RuleError(f"not valid YAML: {exc}", file=file) from exc
+        except OSError as exc:
+            raise errors.RuleError(f"cannot read: {exc.strerror}", file=file) from exc
+        for index, doc in enumerate(d for d in documents if d is not None):
+            rule = compile_document(doc, file, index, actions)
+            if rule.name in rules:
+                raise errors.RuleError(f"duplicate rule name, first defined in {rules[rule.name].file}",
+                                       file=file, rule=rule.name, field="metadata.name")
+            rules[rule.name] = rule
+    return list(rules.values())
