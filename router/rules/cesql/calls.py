@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from router.rules.cesql import errors, syntax, types
 from router.rules.cesql.coercion import PYTHON_TYPE, converter
-from router.rules.cesql.failure import Failure, relocate
+from router.rules.cesql.errors import Failure, relocate
 from router.rules.cesql.functions import FunctionDefinition, FunctionFailed
 from router.rules.cesql.types import Type
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from router.rules.cesql import errors, syntax, types
-from router.rules.cesql.failure import Failure
+from router.rules.cesql.errors import Failure
 from router.rules.cesql.types import Type
 
 __all__ = ["PYTHON_TYPE", "converter", "converter_to_type_of"]

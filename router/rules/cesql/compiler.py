@@ -10,7 +10,7 @@ It is needed for the zero value an erroring operator yields (§3.3) and is ``Non
 for attribute references, whose type is known per event; §3.2 says to treat such an
 unknown type as Boolean for zero values.
 
-Errors do not flow through return values; see :mod:`router.rules.cesql.failure`.
+Errors do not flow through return values; see :class:`router.rules.cesql.errors.Failure`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import NamedTuple
 from router.rules.cesql import errors, like, syntax, types
 from router.rules.cesql.calls import compile_call
 from router.rules.cesql.coercion import PYTHON_TYPE, converter, converter_to_type_of
-from router.rules.cesql.failure import Failure
+from router.rules.cesql.errors import Failure
 from router.rules.cesql.functions import FunctionRegistry
 from router.rules.cesql.membership import compile_membership
 from router.rules.cesql.types import INT32_MAX, INT32_MIN, Type

@@ -9,11 +9,31 @@ with ``raise ... from`` and so they carry a readable ``str()``.
 
 Every error knows where in the source it happened (``position`` as an offset plus
 ``line``/``column``, 1-based) so a rule author can find the offending sub-expression.
+
+How an evaluation error travels from where it happens to ``Expression.evaluate``
+(:class:`Failure`, :func:`relocate`): the engine runs in the spec's *fail fast* mode (§4.1), which §1.2 recommends for
+filters and which the CloudEvents TCK expects (``true AND (1 != 1 / 0)`` is ``false``
+plus a MathError, not ``true``): the first error stops evaluation, and every enclosing
+operator yields the zero value of its own return type (§3.3).
+
+So compiled closures do not thread ``(value, errors)`` pairs through every call, which
+would cost on every event; they raise :class:`Failure` and nobody catches it until the
+root. The root then needs one more fact: the node that *raised* may define its own
+value (``LEFT('abc', -2)`` is ``'abc'``, ``ABS(-2147483648)`` is ``2147483647``, §3.5),
+which is the answer only when that node is the root itself. Otherwise the answer is the
+zero value of the root's return type. ``origin`` records which node raised.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: syntax nodes mark where a Failure was raised
+    from router.rules.cesql import syntax
+
 __all__ = [
+    "Failure",
+    "relocate",
     "CesqlError",
     "CastError",
     "EvaluationError",
@@ -135,3 +155,22 @@ class GenericError(EvaluationError):
     """Any evaluation error the spec does not name."""
 
     kind = "generic"
+
+
+class Failure(Exception):
+    """Internal signal: ``error`` happened at ``origin``, whose own result is ``value``."""
+
+    __slots__ = ("error", "value", "origin")
+
+    def __init__(self, error: EvaluationError, value: object, origin: syntax.Node) -> None:
+        self.error = error
+        self.value = value
+        self.origin = origin
+
+
+def relocate(error: CesqlError, location: SourceLocation) -> EvaluationError:
+    """The same error, pointing at ``location`` (casts and functions raise unlocated)."""
+    if isinstance(error, EvaluationError) and error.location is not None:
+        return error
+    kind = type(error) if isinstance(error, EvaluationError) else GenericError
+    return kind(error.message, location)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from router.rules.cesql import errors, parser, syntax, types
 from router.rules.cesql.compiler import Compiler, Evaluator
-from router.rules.cesql.failure import Failure
+from router.rules.cesql.errors import Failure
 from router.rules.cesql.functions import BUILTINS, FunctionRegistry
 from router.rules.cesql.types import Type
 

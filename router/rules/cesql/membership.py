@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from router.rules.cesql import errors, syntax, types
 from router.rules.cesql.coercion import PYTHON_TYPE, converter_to_type_of
-from router.rules.cesql.failure import Failure
+from router.rules.cesql.errors import Failure
 
 if TYPE_CHECKING:
     from router.rules.cesql.compiler import Compiler, Evaluator
