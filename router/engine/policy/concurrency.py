@@ -47,34 +47,46 @@ def cancel_key(run_id: str) -> str:
     return f"cancel.{run_id}"
 
 
+def decide(holders: list[dict[str, Any]], mode: str, run_id: str, seq: int,
+           unfinished: set[str] = frozenset()) -> tuple[Claim, Any]:
+    """(what happens to run ``run_id`` of the event at ``seq``, the slot's new value or ``NO_CHANGE``).
+
+    ``holders`` is the slot's list; ``unfinished`` the holders whose runs have not finished (only
+    ``forbid`` asks, since a finished holder no longer blocks anyone).
+    """
+    mine = {"run": run_id, "seq": seq}
+    if any(h["run"] == run_id for h in holders):
+        # A redelivered event: the slot already says what we decided.
+        return Claim(position=[h["run"] for h in holders].index(run_id)), NO_CHANGE
+    if mode == "replace":
+        newer = [h for h in holders if h["seq"] > seq]
+        if newer:
+            return Claim(False, "replaced", newer[-1]["run"]), NO_CHANGE
+        return Claim(victims=[h["run"] for h in holders]), {"runs": [mine]}
+    if mode == "forbid":
+        for holder in holders:
+            if holder["run"] in unfinished:
+                return Claim(False, "forbidden", holder["run"]), NO_CHANGE
+        return Claim(), {"runs": [mine]}
+    queued = sorted([*holders, mine], key=lambda h: h["seq"])
+    return Claim(position=queued.index(mine)), {"runs": queued}
+
+
 async def claim(store: PolicyStore, states: runs.RunStates, slot: str, mode: str, run_id: str, seq: int) -> Claim:
     result = Claim()
 
     async def change(current: dict[str, Any] | None):
         nonlocal result
-        result = Claim()
         holders = (current or {}).get("runs", [])
-        mine = {"run": run_id, "seq": seq}
-        if any(h["run"] == run_id for h in holders):
-            result.position = [h["run"] for h in holders].index(run_id)
-            return NO_CHANGE  # a redelivered event: the slot already says what we decided
-        if mode == "replace":
-            newer = [h for h in holders if h["seq"] > seq]
-            if newer:
-                result = Claim(False, "replaced", newer[-1]["run"])
-                return NO_CHANGE
-            result.victims = [h["run"] for h in holders]
-            return {"runs": [mine]}
-        if mode == "forbid":
+        unfinished: set[str] = set()
+        if mode == "forbid" and not any(h["run"] == run_id for h in holders):
             for holder in holders:
                 state = await states.get(holder["run"])
                 if state is None or state.get("state") != "finished":
-                    result = Claim(False, "forbidden", holder["run"])
-                    return NO_CHANGE
-            return {"runs": [mine]}
-        queued = sorted([*holders, mine], key=lambda h: h["seq"])
-        result.position = queued.index(mine)
-        return {"runs": queued}
+                    unfinished.add(holder["run"])
+                    break  # the first unfinished holder forbids; the rest need not be read
+        result, new = decide(holders, mode, run_id, seq, unfinished)
+        return new
 
     await store.mutate(slot, change)
     return result

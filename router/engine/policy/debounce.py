@@ -15,11 +15,16 @@ from typing import Any
 from router.engine.policy.store import NO_CHANGE, PolicyStore
 
 
+def latest(current: dict[str, Any] | None, run_id: str, seq: int, now: float) -> Any:
+    """The key's new "latest" entry, or ``NO_CHANGE`` when a run of a newer (or the same) event holds it."""
+    if current and current.get("seq", 0) >= seq:
+        return NO_CHANGE
+    return {"run": run_id, "seq": seq, "at": now}
+
+
 async def note(store: PolicyStore, slot: str, run_id: str, seq: int) -> None:
     async def change(current: dict[str, Any] | None):
-        if current and current.get("seq", 0) >= seq:
-            return NO_CHANGE
-        return {"run": run_id, "seq": seq, "at": time.time()}
+        return latest(current, run_id, seq, time.time())
 
     await store.mutate(slot, change)
 

@@ -13,19 +13,23 @@ from typing import Any
 from router.engine.policy.store import NO_CHANGE, PolicyStore
 
 
+def decide(current: dict[str, Any] | None, run_id: str, window: float, now: float) -> tuple[str | None, Any]:
+    """(the run this one duplicates or ``None``, the key's new entry or ``NO_CHANGE``)."""
+    if current and current.get("run") == run_id:
+        return None, NO_CHANGE  # a redelivered event: it already owns the window
+    if current and now - current.get("at", 0) < window:
+        return current["run"], NO_CHANGE
+    return None, {"run": run_id, "at": now}
+
+
 async def claim(store: PolicyStore, slot: str, run_id: str, window: float, now: float) -> str | None:
     """None if this run may go ahead, else the run it duplicates."""
     original: str | None = None
 
     async def change(current: dict[str, Any] | None):
         nonlocal original
-        original = None
-        if current and current.get("run") == run_id:
-            return NO_CHANGE
-        if current and now - current.get("at", 0) < window:
-            original = current["run"]
-            return NO_CHANGE
-        return {"run": run_id, "at": now}
+        original, new = decide(current, run_id, window, now)
+        return new
 
     await store.mutate(slot, change)
     return original

@@ -16,6 +16,15 @@ from typing import Any
 from router.engine.policy.store import PolicyStore
 
 
+def gcra(tat: float | None, now: float, interval: float, burst: int) -> tuple[float, float]:
+    """One reservation: (the new theoretical arrival time, the earliest start of this run).
+
+    ``tat`` is the stored value (``None`` for a key never used); ``interval`` is ``per / rate``.
+    """
+    tat = max(now if tat is None else tat, now) + interval
+    return tat, max(now, tat - burst * interval)
+
+
 async def reserve(store: PolicyStore, slot: str, rate: int, per: float, burst: int, now: float) -> float:
     """The earliest time the run may start (``now`` if within the limit)."""
     interval = per / rate
@@ -23,8 +32,7 @@ async def reserve(store: PolicyStore, slot: str, rate: int, per: float, burst: i
 
     async def change(current: dict[str, Any] | None):
         nonlocal start
-        tat = max((current or {}).get("tat", now), now) + interval
-        start = max(now, tat - burst * interval)
+        tat, start = gcra((current or {}).get("tat"), now, interval, burst)
         return {"tat": tat}
 
     await store.mutate(slot, change)
