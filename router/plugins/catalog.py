@@ -87,12 +87,17 @@ def load() -> Catalog:
 
 
 @contextlib.contextmanager
-def isolated() -> Iterator[Catalog]:
-    """A fresh, empty catalog and the core settings sections only, for the ``with`` block."""
+def isolated(*, keep: bool = False) -> Iterator[Catalog]:
+    """A catalog of its own for the ``with`` block, and back to the real one after it.
+
+    Empty, with the core settings sections only; with ``keep``, a copy of the current catalog and
+    sections, so a test can add one plug-in beside the real ones without leaving it registered.
+    """
     global _current
     saved, saved_sections = _current, config.sections()
-    _current = Catalog()
-    config.restore_sections({})
+    _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources)) \
+        if keep else Catalog()
+    config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
     finally:
