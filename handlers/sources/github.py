@@ -159,7 +159,7 @@ def _container_published(event: events.CloudEvent, payload: dict, action: str | 
     repository = _container_repository(package, version)
     tag = dig(version, "container_metadata", "tag", "name") or None
     media_type = dig(version, "container_metadata", "manifest", "media_type") or None
-    # The same artifact event as every registry source (router.artifacts), so rules need not care.
+    # The same artifact event as every registry source (plugins.artifacts), so rules need not care.
     return artifacts.published(event, artifacts.Push("github", repository, digest, tag, media_type))
 
 

@@ -1,7 +1,8 @@
 """What every settings section shares: the strict base model and the duration type.
 
-A module of its own so that ``router.settings`` and the sections it composes
-(``settings_registries``, ``settings_kubernetes``) import it instead of each other.
+A module of its own so that the core sections (``router.config.settings``) and the sections that
+plug-ins declare next to themselves (through ``router.plugins``) share one base without importing
+each other.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The core sections are declared here; a plug-in declares its own section next to 
 registers it (``router.plugins.settings_section("registries.quay")`` ends up in
 :func:`register_section`), so adding a source with settings touches no core file. :func:`load`
 validates the file against the core sections plus every registered one, which is why plug-ins are
-loaded (``router.plugins.load()``) before the settings are.
+loaded (``router.plugins.catalog.load()``) before the settings are.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The run-policy part of a rule as users write it, and its compiled form.
+"""The run-policy part of a rule as users write it (``spec.policy``, ``spec.correlate``), compiled.
+
+What a rule *says* lives here, with the rules; what the engine *does* with it (slots, debounce,
+rate limits, joins in the policy bucket) lives in ``router.engine.policy``.
 
 Keys are ``{{ <CEL> }}`` templates rendered against the triggering event (a constant string is a
 valid template: one key for the whole rule). They are compiled when the rule loads, like action

@@ -141,3 +141,11 @@ def test_modules_are_small_and_open_with_a_docstring():
         if text.strip() and ast.get_docstring(ast.parse(text)) is None:
             problems.append(f"{path.relative_to(ROOT)} has no module docstring")
     assert not problems
+
+
+def test_cesql_is_self_contained():
+    """rules/cesql is a CloudEvents SQL engine that could be lifted out: it imports only itself."""
+    outside = [f"{path.name} line {line}: {module}" for path in sorted((ROOT / "router/rules/cesql").glob("*.py"))
+               for line, module, _ in imports(path)
+               if module.startswith("router") and not module.startswith("router.rules.cesql")]
+    assert not outside

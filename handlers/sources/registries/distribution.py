@@ -4,7 +4,7 @@ The registry posts an envelope (``application/vnd.docker.distribution.events.v1+
 or more events, with the headers configured for the endpoint: set ``Authorization: [Bearer
 <secret>]``. It retries an envelope until it gets a 2xx and holds back the endpoint's queue meanwhile,
 so the answer is per batch: every push of a manifest is stored, pulls and blob (layer, config) events
-are skipped, and an event that is not understood is dead-lettered with the reason (``router.deadletter``)
+are skipped, and an event that is not understood is dead-lettered with the reason (``plugins.Rejected``)
 rather than refused, which would retry the whole envelope forever. Only a malformed envelope is a 400.
 
 Each event has its own ``id`` (kept across the registry's retries), used as the event id. Manifests

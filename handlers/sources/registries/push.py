@@ -3,7 +3,7 @@
 Every adapter in this package ends the same way: it has found, in its registry's payload, that one
 manifest was stored under ``<host>/<path>`` with a digest (and maybe a tag). :func:`events_for` turns
 that into the registry's own CloudEvent (``data`` is the sender's payload, kept verbatim for reference)
-and, for a tagged push, the ``artifact.published`` CDEvent linked to it (``router.artifacts``).
+and, for a tagged push, the ``artifact.published`` CDEvent linked to it (``plugins.artifacts``).
 
 Untagged manifests get no artifact event unless ``registries.untagged`` is set: in a multi-architecture
 push the per-platform manifests arrive first, by digest, and the index follows under the tag; a rule

@@ -1,4 +1,4 @@
-"""The two ways registries present a shared secret, checked in constant time (``router.auth``).
+"""The two ways registries present a shared secret, checked in constant time (``plugins.auth``).
 
 Registries that cannot sign (Docker Hub, Quay) are given a URL with a secret last path segment:
 ``/webhooks/dockerhub/<secret>``. Registries that can send a header (Harbor, distribution, ECR API
