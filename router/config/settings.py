@@ -166,6 +166,9 @@ def model() -> type[Settings]:
     """``Settings`` with every registered plug-in section added, built once per set of sections."""
     key = tuple(_SECTIONS.items())
     if key not in _models:
+        orphans = [path for path in _SECTIONS if "." in path and path.rsplit(".", 1)[0] not in _SECTIONS]
+        if orphans:
+            raise ValueError(f"settings sections {orphans} have no registered parent section")
         _models[key] = _compose(Settings, "", key)
     return _models[key]
 
