@@ -116,6 +116,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def bench(kubeconfig: Path, nats_url: str, rollouts: int, parallel: int, tmp: Path) -> None:
+    plugins = catalog.load()  # before the settings: the kubernetes section is the plug-ins'
     settings = settings_mod.load(None, env={
         "TRIGGER_ROUTER_NATS__URL": nats_url, "TRIGGER_ROUTER_KUBERNETES__KUBECONFIG": str(kubeconfig),
         "TRIGGER_ROUTER_KUBERNETES__WATCHES": '[{"group": "apps", "kind": "Deployment", "namespaces": ["bench"]}]',
@@ -134,7 +135,6 @@ async def bench(kubeconfig: Path, nats_url: str, rollouts: int, parallel: int, t
         except Exception:
             await asyncio.sleep(0.2)
     (tmp / "rule.yaml").write_text(textwrap.dedent(RULE))
-    plugins = catalog.load()
     states = await runs.RunStates.open(bus.js, settings)
     clock = Clock()
     watches = await kube_source.start(settings, bus, client)
