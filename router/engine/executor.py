@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from router import errors
-from router.bus import consumers as consumer
+from router.bus import consumers
 from router.bus.connection import Bus, subject_token
 from router.config.settings import Settings
 from router.engine import deadletters, runs
@@ -64,7 +64,7 @@ class Executor:
 
     async def subscribe(self):
         router = self.settings.router
-        return await consumer.subscribe(
+        return await consumers.subscribe(
             self.bus.js, subject=f"{router.runs_subject}.>", stream=router.runs_stream,
             durable=f"{router.durable}-runs", ack_wait=router.ack_wait,
             max_ack_pending=router.concurrency * 4 + WAITING)
@@ -78,7 +78,7 @@ class Executor:
                 if len(self.active) >= limit:
                     await asyncio.wait(self.active, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                messages = await consumer.fetch(subscription, limit - len(self.active), "runs")
+                messages = await consumers.fetch(subscription, limit - len(self.active), "runs")
                 for msg in messages:
                     task = asyncio.create_task(self.execute(msg))
                     self.active.add(task)
@@ -87,7 +87,7 @@ class Executor:
             for task in list(self.active):
                 task.cancel()
             await asyncio.gather(*self.active, return_exceptions=True)
-            await consumer.unsubscribe(subscription)
+            await consumers.unsubscribe(subscription)
             await self.gate.stop()
 
     async def execute(self, msg: Msg) -> None:

@@ -24,7 +24,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from router import errors
-from router.bus import consumers as consumer
+from router.bus import consumers
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters, runs
@@ -60,7 +60,7 @@ class EventRouter:
         self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
 
     async def subscribe(self):
-        return await consumer.subscribe(
+        return await consumers.subscribe(
             self.bus.js, subject=f"{self.settings.bus.events_subject}.>", stream=self.settings.bus.events_stream,
             durable=self.settings.router.durable, ack_wait=self.settings.router.ack_wait,
             max_ack_pending=BATCH * 8)
@@ -71,11 +71,11 @@ class EventRouter:
         log.info("routing events with %d rule(s)", len(self.matcher.rules))
         try:
             while True:
-                messages = await consumer.fetch(subscription, BATCH, "events")
+                messages = await consumers.fetch(subscription, BATCH, "events")
                 if messages:
                     await self.handle(messages)
         finally:
-            await consumer.unsubscribe(subscription)
+            await consumers.unsubscribe(subscription)
 
     async def handle(self, messages: list[Msg]) -> None:
         matcher = self.matcher
