@@ -9,7 +9,7 @@ reports a conflict only as a plain API error, by the server's error codes, never
 - absent or deleted is ``None``; a lost compare-and-set race is ``None`` / ``False`` (the caller
   reads again), never an exception;
 - anything else NATS or JetStream raises (no connection, no answer in time, a refused write) is
-  ``errors.BusUnavailable`` naming what could not be read or written, so callers decide between
+  ``errors.BusUnavailable`` saying what could not be read or stored, so callers decide between
   nak-and-retry and 503 in one way.
 """
 
@@ -62,8 +62,8 @@ class Bucket:
         self.kv = kv
         self.what = what
 
-    def _unavailable(self, exc: BaseException, verb: str = "unavailable") -> errors.BusUnavailable:
-        return errors.BusUnavailable(f"{self.what} {verb}: {exc.__class__.__name__}")
+    def _unavailable(self, exc: BaseException, verb: str) -> errors.BusUnavailable:
+        return errors.BusUnavailable(f"cannot {verb} {self.what}: {exc.__class__.__name__}")
 
     async def get(self, key: str) -> Entry | None:
         """The entry, or ``None`` when the key is absent or deleted."""
@@ -72,7 +72,7 @@ class Bucket:
         except _ABSENT:
             return None
         except NATS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "read") from exc
         return Entry(json.loads(entry.value) if entry.value else None, entry.revision)
 
     async def read(self, key: str) -> tuple[Any, int]:
@@ -85,7 +85,7 @@ class Bucket:
         try:
             return await self.kv.put(key, _dump(value))
         except NATS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "store") from exc
 
     async def create(self, key: str, value: Any) -> int | None:
         """Write only if the key has no value yet; the new revision, or ``None`` if it has one."""
@@ -94,7 +94,7 @@ class Bucket:
         except NATS_ERRORS as exc:
             if _lost_race(exc):
                 return None
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "store") from exc
 
     async def update(self, key: str, value: Any, revision: int) -> int | None:
         """Write only if the entry is still at ``revision``; the new revision, or ``None`` if not."""
@@ -103,7 +103,7 @@ class Bucket:
         except NATS_ERRORS as exc:
             if _lost_race(exc):
                 return None
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "store") from exc
 
     async def delete(self, key: str, revision: int | None = None) -> bool:
         """Delete, only at ``revision`` when given; ``False`` if someone wrote in between."""
@@ -112,7 +112,7 @@ class Bucket:
         except NATS_ERRORS as exc:
             if _lost_race(exc):
                 return False
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "delete from") from exc
         return True
 
     async def keys(self) -> list[str]:
@@ -121,7 +121,7 @@ class Bucket:
         except nats.js.errors.NoKeysError:
             return []
         except NATS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            raise self._unavailable(exc, "list") from exc
 
     async def mutate(self, key: str, change: Change, attempts: int = 100) -> tuple[Any, Any]:
         """Apply ``change`` atomically; returns (value before, value after).
@@ -151,6 +151,5 @@ async def open_bucket(js: JetStreamContext, name: str, *, description: str, what
             kv = await js.create_key_value(api.KeyValueConfig(
                 bucket=name, history=1, ttl=ttl or None, replicas=replicas, description=description))
     except NATS_ERRORS as exc:
-        raise errors.BusUnavailable(f"{what} unavailable: cannot open bucket {name}: "
-                                    f"{exc.__class__.__name__}") from exc
+        raise errors.BusUnavailable(f"cannot open {what} (bucket {name}): {exc.__class__.__name__}") from exc
     return Bucket(kv, what)

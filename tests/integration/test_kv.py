@@ -1,0 +1,105 @@
+"""``router.bus.kv`` against a real nats-server: what each outcome of a KV call becomes.
+
+Run state, policy state and watch state all rest on this mapping, so each branch is driven here
+by the server itself (a real lost compare-and-set race, a real deleted key, a closed connection),
+not by raising nats-py's exceptions by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from router import errors
+from router.bus import kv
+
+
+@pytest.fixture
+async def bucket(nats_server):
+    nc = await nats.connect(nats_server.url)
+    opened = await kv.open_bucket(nc.jetstream(), "TEST_KV", description="test", what="test state")
+    yield opened
+    if not nc.is_closed:
+        await nc.close()
+
+
+async def test_absent_and_present(bucket):
+    assert await bucket.get("a") is None and await bucket.read("a") == (None, 0)
+    revision = await bucket.put("a", {"n": 1})
+    assert await bucket.get("a") == kv.Entry({"n": 1}, revision)
+    assert await bucket.keys() == ["a"]
+
+
+async def test_create_is_refused_when_the_key_has_a_value(bucket):
+    assert await bucket.keys() == []
+    first = await bucket.create("a", {"n": 1})
+    assert first is not None
+    assert await bucket.create("a", {"n": 2}) is None
+    assert (await bucket.get("a")).value == {"n": 1}
+
+
+async def test_create_after_delete_succeeds(bucket):
+    await bucket.put("a", {"n": 1})
+    assert await bucket.delete("a") is True
+    assert await bucket.get("a") is None
+    assert await bucket.create("a", {"n": 2}) is not None
+    assert (await bucket.get("a")).value == {"n": 2}
+
+
+async def test_update_and_delete_only_at_the_revision_read(bucket):
+    revision = await bucket.put("a", {"n": 1})
+    newer = await bucket.update("a", {"n": 2}, revision)
+    assert newer is not None and newer > revision
+    assert await bucket.update("a", {"n": 3}, revision) is None  # someone wrote in between
+    assert await bucket.delete("a", revision) is False
+    assert (await bucket.get("a")).value == {"n": 2}
+    assert await bucket.delete("a", newer) is True and await bucket.get("a") is None
+
+
+async def test_concurrent_mutations_lose_no_update(bucket):
+    async def increment(current):
+        return {"n": (current or {}).get("n", 0) + 1}
+
+    await asyncio.gather(*(bucket.mutate("counter", increment) for _ in range(25)))
+    assert (await bucket.get("counter")).value == {"n": 25}
+
+
+async def test_no_change_writes_nothing(bucket):
+    revision = await bucket.put("a", {"n": 1})
+
+    async def unchanged(current):
+        return kv.NO_CHANGE
+
+    assert await bucket.mutate("a", unchanged) == ({"n": 1}, {"n": 1})
+    assert (await bucket.get("a")).revision == revision
+
+
+async def test_a_key_that_always_changes_under_us_is_too_contended(bucket):
+    async def interfering(current):
+        await bucket.put("hot", {"other": True})  # another writer gets in before every update
+        return {"mine": True}
+
+    with pytest.raises(errors.BusUnavailable, match="test state: key hot is too contended"):
+        await bucket.mutate("hot", interfering, attempts=3)
+
+
+async def test_a_closed_connection_is_bus_unavailable(nats_server):
+    nc = await nats.connect(nats_server.url)
+    bucket = await kv.open_bucket(nc.jetstream(), "TEST_KV", description="test", what="test state")
+    await nc.close()
+    with pytest.raises(errors.BusUnavailable, match="cannot read test state"):
+        await bucket.get("a")
+    with pytest.raises(errors.BusUnavailable, match="cannot store test state"):
+        await bucket.put("a", {"n": 1})
+
+
+async def test_open_bucket_opens_what_exists(nats_server, bucket):
+    await bucket.put("a", {"n": 1})
+    nc = await nats.connect(nats_server.url)
+    try:
+        again = await kv.open_bucket(nc.jetstream(), "TEST_KV", description="test", what="test state")
+        assert (await again.get("a")).value == {"n": 1}
+    finally:
+        await nc.close()
