@@ -209,7 +209,10 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise errors.ConfigError(_describe(first), path=key, source=source) from exc
+        message = _describe(first)
+        if first["type"] == "extra_forbidden" and len(first["loc"]) == 1 and not _SECTIONS:
+            message += " (no plug-in sections are registered: load the plug-ins first, router.plugins.catalog.load())"
+        raise errors.ConfigError(message, path=key, source=source) from exc
 
 
 def _describe(error: Mapping[str, Any]) -> str:
