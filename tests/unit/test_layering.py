@@ -91,6 +91,30 @@ def test_router_imports_point_down(path):
     assert not backwards, "imports that run back up the layers"
 
 
+@pytest.mark.parametrize("path", router_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_never_imports_plugins_or_tests(path):
+    """Plug-ins are found by the catalog's load() alone; a string import elsewhere would hide one."""
+    wrong = [f"line {line}: imports {module}" for line, module, _ in imports(path)
+             if module.split(".")[0] in ("handlers", "tests")]
+    if path != ROOT / "router/plugins/catalog.py":
+        wrong += [f"line {node.lineno}: {ast.unparse(node.func)}()" for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                      "importlib.import_module", "__import__", "import_module")]
+    assert not wrong
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "handlers").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_use_only_names_of_the_surface(path):
+    """``plugins.catalog.current()`` would reach past the surface as surely as an import would."""
+    tree = ast.parse(path.read_text())
+    bound = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and node.module == "router" for alias in node.names if alias.name == "plugins"}
+    wrong = [f"line {node.lineno}: plugins.{node.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+             and node.attr not in plugins.__all__]
+    assert not wrong
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "handlers").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_import_only_the_public_surface(path):
     wrong = []
