@@ -69,7 +69,12 @@ async def undecodable_event(bus: Bus, settings: Settings, msg: Msg, reason: str)
     headers.update({REASON_HEADER: reason, "Trigger-Router-Subject": msg.subject,
                     "Trigger-Router-Dead-At": str(time.time())})
     await bus.publish_raw(f"{settings.bus.deadletter_subject}.events", msg.data,
-                          f"dead-{msg.metadata.stream}-{msg.metadata.sequence.stream}", headers)
+                          event_msg_id(msg.metadata.stream, msg.metadata.sequence.stream), headers)
+
+
+def event_msg_id(stream: str, sequence: int) -> str:
+    """``Nats-Msg-Id`` of a dead-lettered event: a redelivery of the same message is stored once."""
+    return f"dead-{stream}-{sequence}"
 
 
 # --- runs: runs that ended in error --------------------------------------------------------------
@@ -78,13 +83,18 @@ def run_subject(settings: Settings, run_id: str) -> str:
     return f"{settings.bus.deadletter_subject}.runs.{run_id}"
 
 
+def run_msg_id(run_id: str) -> str:
+    """``Nats-Msg-Id`` of a dead-lettered run: recording it again after a crash is stored once."""
+    return f"dead-run-{run_id}"
+
+
 def retry_id(run_id: str, number: int) -> str:
     return hashlib.sha256(f"{run_id}\x00retry\x00{number}".encode()).hexdigest()[:32]
 
 
 async def record_run(bus: Bus, settings: Settings, run: runs.RunRecord, result: outcomes.Result,
                      attempts: int) -> None:
-    await bus.publish_raw(run_subject(settings, run.run_id), run.dumps(), f"dead-run-{run.run_id}", {
+    await bus.publish_raw(run_subject(settings, run.run_id), run.dumps(), run_msg_id(run.run_id), {
         REASON_HEADER: result.reason[:2000] or "error", "Trigger-Router-Rule": run.rule,
         "Trigger-Router-Attempts": str(attempts), "Trigger-Router-Dead-At": str(time.time())})
 

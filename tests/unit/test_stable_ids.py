@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from handlers.sources.kubernetes import emit, state
+from handlers.sources.registries import digests
 from handlers.sources.kubernetes.transitions import Transition
 from router.bus import connection
 from router.config import settings as settings_mod
 from router.engine import deadletters, runs
 from router.engine.executor import outcome_subject
-from router.engine.policy import store
+from router.engine.policy import concurrency, correlation, store
 from router.model import cdevents, events, outcomes
 from router.plugins import Delivery, Rejected, catalog
 
@@ -61,12 +62,29 @@ def test_outcome_ids_and_chain_of_a_run():
 
 def test_dead_letter_ids():
     assert deadletters.retry_id(RUN, 1) == "0bf385d00fc827791515aa30672728ca"
+    assert deadletters.run_msg_id(RUN) == "dead-run-c9718e119fb5903d729a2edeab5864e9"
+    assert deadletters.event_msg_id("TR_EVENTS", 42) == "dead-TR_EVENTS-42"
     rejected = deadletters.rejected_event("distribution", "del-1", Rejected("bad", {"x": 1}, "events[0]", 0))
     assert rejected.id == "2490ec34-1714-555d-9949-8b51afc2eb2f"
 
 
-def test_policy_bucket_key():
+def test_policy_bucket_keys_and_join_ids():
     assert store.slot("slot", "smoke", "main") == "slot.smoke.0d6e4079e36703ebd37c00722f5891d2"
+    assert concurrency.cancel_key("r1") == "cancel.r1"
+    # A join's id (and, from it, the id of the run it fires) hashes these parts.
+    assert correlation._hash("verify", "key-1", "src", "id-1", "1700000000.0") == "dfee5ccae564d548a66b7a033ec5fef8"
+
+
+def test_default_names_on_the_bus():
+    """Renaming a default would start new, empty streams, buckets and consumers on upgrade."""
+    defaults = settings_mod.Settings()
+    assert (defaults.bus.events_stream, defaults.bus.events_subject, defaults.bus.outcomes_stream,
+            defaults.bus.outcomes_subject, defaults.bus.deadletter_stream, defaults.bus.deadletter_subject) == (
+        "TR_EVENTS", "tr.events", "TR_OUTCOMES", "tr.outcomes", "TR_DEADLETTER", "tr.deadletter")
+    assert (defaults.router.durable, defaults.router.runs_stream, defaults.router.runs_subject,
+            defaults.router.state_bucket, defaults.router.policy_bucket, defaults.router.control_subject) == (
+        "trigger-router", "TR_RUNS", "tr.runs", "TR_RUN_STATE", "TR_POLICY", "tr.control")
+    assert settings_mod.load(None, env={}).kubernetes.state_bucket == "TR_KUBE_WATCH"
 
 
 def test_kubernetes_event_id_and_watch_key():
@@ -102,6 +120,29 @@ SOURCE_IDS = [
      {"X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Event-UUID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"},
      [("com.gitlab.pipeline", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"), (FINISHED, "e348aa62-bf83-5661-adae-989ec4f0b6f7")]),
 ]
+
+
+RESOLVED = "sha256:" + "cd" * 32
+# Docker Hub and Quay name a tag; the id includes the digest the registry resolves it to.
+RESOLVING_SOURCE_IDS = [
+    ("dockerhub", REGISTRY_FIXTURES / "dockerhub/push.json",
+     [("com.docker.hub.push", "e9c037c8-78d9-595a-aa32-18f00e451cc6"), (ARTIFACT, "a37b5672-951f-5935-b6ab-4aa5835b0b9b")]),
+    ("quay", REGISTRY_FIXTURES / "quay/push.json",
+     [("io.quay.push", "45ef6923-ff52-5897-bad1-b8e7ab9dddb8"), (ARTIFACT, "bcfd381d-cc0d-5365-82b6-0b5441ab8c3e")]),
+    ("gar", REGISTRY_FIXTURES / "gar/pubsub-push.json",
+     [("com.google.artifactregistry.push", "2070443601311540"), (ARTIFACT, "167fddd4-8255-5dae-82ec-caedc773b705")]),
+]
+
+
+@pytest.mark.parametrize("name,fixture,expected", RESOLVING_SOURCE_IDS, ids=[c[0] for c in RESOLVING_SOURCE_IDS])
+async def test_event_ids_of_sources_that_resolve_tags(name, fixture, expected, monkeypatch):
+    async def resolved(resolver, path, tag):  # resolution itself is tested against real registries
+        return RESOLVED
+
+    monkeypatch.setattr(digests.Resolver, "digest", resolved)
+    source = catalog.load().webhook_sources[name](settings_mod.load(None, env={}))
+    normalized = await source.normalize(Delivery({}, fixture.read_bytes()))
+    assert [(item.type, item.id) for item in normalized] == expected
 
 
 @pytest.mark.parametrize("name,fixture,headers,expected", SOURCE_IDS,
