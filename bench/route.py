@@ -133,6 +133,7 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(Path(tmp) / "js").start()
+        catalog.load()  # plug-ins register their settings sections before settings load
         settings = settings_mod.load(None, env={"TRIGGER_ROUTER_NATS__URL": server.url})
         try:
             nc = await nats.connect(server.url)

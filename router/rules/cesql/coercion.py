@@ -3,7 +3,7 @@
 Operators cast their operands to the parameter types of their definition. A compiled
 operator checks ``type(x) is <target>`` inline (the common case costs nothing more)
 and only calls a converter from here when the type differs. A failing conversion
-becomes a :class:`~router.rules.cesql.failure.Failure` located at the operator that asked for
+becomes a :class:`~router.rules.cesql.errors.Failure` located at the operator that asked for
 it and carrying that operator's zero value, per fail-fast error handling.
 """
 
