@@ -81,6 +81,10 @@ class EventRouter:
         matcher = self.matcher
         work = [self._route(msg, matcher) for msg in messages]
         results = await asyncio.gather(*work, return_exceptions=True)
+        unavailable = [r for r in results if isinstance(r, errors.BusUnavailable)]
+        if unavailable:  # one line per batch: an outage must be visible without flooding the log
+            log.warning("routing %d of %d event(s) postponed 2s: %s", len(unavailable), len(results),
+                        unavailable[0].detail)
         for msg, result in zip(messages, results):
             try:
                 if result is DEAD:
