@@ -72,10 +72,6 @@ _current = Catalog()
 _loaded = False
 
 
-def current() -> Catalog:
-    return _current
-
-
 def load() -> Catalog:
     """Import every plug-in package (once) and return the catalog they registered into."""
     global _loaded

@@ -105,7 +105,7 @@ def test_the_core_never_imports_plugins_or_tests(path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "handlers").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_use_only_names_of_the_surface(path):
-    """``plugins.catalog.current()`` would reach past the surface as surely as an import would."""
+    """``plugins.catalog.isolated()`` would reach past the surface as surely as an import would."""
     tree = ast.parse(path.read_text())
     bound = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
              and node.module == "router" for alias in node.names if alias.name == "plugins"}

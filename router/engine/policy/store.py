@@ -25,32 +25,17 @@ def slot(kind: str, rule: str, key: str) -> str:
     return f"{kind}.{rule}.{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
-class PolicyStore:
-    def __init__(self, bucket: kv.Bucket) -> None:
-        self.bucket = bucket
+class PolicyStore(kv.Bucket):
+    """The policy bucket: ``read``/``put``/``mutate``/``delete`` are ``kv.Bucket``'s, plus ``entries``."""
 
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> "PolicyStore":
-        return cls(await kv.open_bucket(js, settings.router.policy_bucket,
-                                        description="trigger-router: run policy state (slots, joins, limits)",
-                                        what="policy state", ttl=settings.bus.max_age, replicas=settings.bus.replicas))
-
-    async def read(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        """The value and its revision; ``(None, 0)`` when absent or deleted."""
-        return await self.bucket.read(key)
-
-    async def put(self, key: str, value: dict[str, Any]) -> None:
-        await self.bucket.put(key, value)
-
-    async def mutate(self, key: str, change: kv.Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Apply ``change`` atomically; returns (value before, value after); see ``kv.Bucket.mutate``."""
-        return await self.bucket.mutate(key, change)
-
-    async def delete(self, key: str, revision: int | None = None) -> bool:
-        """Delete, only at ``revision`` when given; False if someone wrote in between."""
-        return await self.bucket.delete(key, revision)
+        bucket = await kv.open_bucket(js, settings.router.policy_bucket,
+                                      description="trigger-router: run policy state (slots, joins, limits)",
+                                      what="policy state", ttl=settings.bus.max_age, replicas=settings.bus.replicas)
+        return cls(bucket.kv, bucket.what)
 
     async def entries(self, prefix: str) -> dict[str, dict[str, Any]]:
-        keys = [k for k in await self.bucket.keys() if k.startswith(f"{prefix}.")]
+        keys = [k for k in await self.keys() if k.startswith(f"{prefix}.")]
         values = await asyncio.gather(*(self.read(k) for k in keys))
         return {k: v for k, (v, _) in zip(keys, values) if v is not None}
