@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import time
 
@@ -28,7 +27,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from router import errors
-from router.bus import consumers
+from router.bus import backoff, consumers
 from router.bus.connection import Bus, subject_token
 from router.config.settings import Settings
 from router.engine import deadletters, runs
@@ -180,7 +179,7 @@ class Executor:
                 result = outcomes.Result("error", f"action crashed: {exc.__class__.__name__}: {exc}")
             if not retryable or attempt > record.retry_limit:
                 return result, attempt
-            delay = random.uniform(0, min(record.retry_max_backoff, record.retry_backoff * 2 ** (attempt - 1)))
+            delay = backoff.delay(attempt, record.retry_backoff, record.retry_max_backoff)
             log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
             try:
                 await gate_mod.cancellable(asyncio.sleep(delay), cancelled)
