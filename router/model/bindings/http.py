@@ -4,6 +4,13 @@ The mode is decided by ``Content-Type`` (HTTP binding §3): ``application/cloude
 is a batch, ``application/cloudevents+json`` is structured, anything else with ``ce-specversion``
 present is binary. A structured request in another event format is answered 415, since only the
 JSON format is supported.
+
+Attribute types follow the mode. Structured and batch requests carry JSON types, so ``"myint": 42``
+is an Integer. A binary-mode ``ce-myint: 42`` is the String ``"42"`` (§3.1.3.2: a header is the
+canonical string), unless the producer declares the type with ``Trigger-Router-Attribute-Types:
+myint=integer`` (``headers.attributes_from``), the header trigger-router itself adds on the bus.
+Either way the event is published with the types it was accepted with, so a rule sees the same
+values live as ``rules test`` sees in the equivalent structured JSON.
 """
 
 from __future__ import annotations

@@ -4,6 +4,13 @@ trigger-router publishes in binary mode (attributes in ``ce-`` headers, data as 
 consumers can filter on headers without parsing bodies, and accepts both modes when consuming:
 structured when ``Content-Type`` starts with ``application/cloudevents`` (matched
 case-insensitively), binary otherwise.
+
+Binary mode alone would turn Integer and Boolean extensions into Strings (a header holds only the
+canonical string), so the live router would see ``"42"`` where ``rules test`` and the sender saw
+``42``. Events with such extensions therefore also carry ``Trigger-Router-Attribute-Types``
+(``headers.to_headers``); the headers stay standard binary mode for any other consumer, which sees
+the canonical strings. Messages without that header, stored before it existed, still read back
+with every attribute a String.
 """
 
 from __future__ import annotations
@@ -18,8 +25,7 @@ STRUCTURED = "application/cloudevents"
 
 
 def to_binary(event: events.CloudEvent) -> tuple[dict[str, str], bytes]:
-    hdrs = {ce_headers.PREFIX + name: ce_headers.encode(value)
-            for name, value in event.attributes.items() if name != "datacontenttype"}
+    hdrs = ce_headers.to_headers(event.attributes, skip="datacontenttype")
     if event.datacontenttype:
         hdrs["Content-Type"] = event.datacontenttype
     return hdrs, event.data or b""
