@@ -1,25 +1,33 @@
-"""The run executor: takes recorded runs off the runs stream and carries them out.
+"""The run executor: takes recorded runs off the runs stream and carries them out, once.
 
-A run message is acknowledged only after its ``finished`` outcome is stored. While an action runs,
-the executor tells JetStream it is still working (``in_progress``) every third of ``ack_wait``; if the
-process dies, the message is redelivered to another executor after ``ack_wait`` and the run is
-carried out again. ``started`` and ``finished`` outcomes have ids derived from the run id, so a
-repeated publish is dropped, and a run whose state is already ``finished`` is skipped: exactly one
-``finished`` outcome per run.
+A run goes through its state entry (``router.engine.runs``), written by compare-and-set:
 
-Run policies are enforced here too (``router.engine.policy.gate``): a run recorded as never to execute
-(deduped, forbidden, replaced) is finished as ``cancel`` with its reason; a run not yet due is naked
-with the delay; a run cancelled by a newer one has its action task cancelled. A run that ends in
-``error`` is kept on the dead-letter stream (``router.engine.deadletters``) for ``runs retry``.
+1. ``queued``: the first delivery creates the entry and publishes ``testsuiterun.queued``;
+2. run policies (``router.engine.policy.gate``): a run recorded as never to execute (deduped,
+   forbidden, replaced) is finished as ``cancel`` with its reason; a run not yet due is naked with
+   the delay; a run cancelled by a newer one has its action task cancelled;
+3. ``running``: the executor claims the run's lease (``router.engine.lease``), publishes ``started``
+   and runs the action, renewing the lease and telling JetStream it is still working
+   (``in_progress``) every third of ``ack_wait``; losing the lease stops the action;
+4. ``finished``: the result is stored in the entry *before* ``finished`` is published, the message
+   is acknowledged last. A redelivered run whose result is stored republishes it (same outcome id,
+   dropped by JetStream if it was stored already) and never runs the action again.
+
+Every step after the action can fail on a NATS outage: the message is naked and the next delivery
+picks up where the last one stopped. A run that ends in ``error`` is kept on the dead-letter stream
+(``router.engine.deadletters``) for ``runs retry``. Every nak is logged with its reason: a failure
+on the first delivery and every tenth after it, a policy wait once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import socket
 import time
+import uuid
 
 import nats.errors
 import nats.js.errors
@@ -30,11 +38,12 @@ from router import errors
 from router.bus import backoff, consumers
 from router.bus.connection import Bus, subject_token
 from router.config.settings import Settings
-from router.engine import deadletters, runs
+from router.engine import deadletters, lease, runs
 from router.engine.policy import correlation
 from router.engine.policy import gate as gate_mod
 from router.engine.policy.store import PolicyStore
-from router.model import outcomes
+from router.model import events, outcomes
+from router.model.bindings import nats as nats_binding
 from router.plugins import actions as plugin_actions
 from router.plugins.catalog import Catalog
 
@@ -42,6 +51,9 @@ log = logging.getLogger(__name__)
 WAITING = 10_000
 """Room in ``max_ack_pending`` for runs naked until due (debounce, delay, rate limit, queue):
 JetStream counts them as pending, and a full window would stall due runs behind waiting ones."""
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
+CAS_ROUNDS = 5
+"""Lost compare-and-set races on one run's state before the delivery is naked and retried later."""
 
 
 class Executor:
@@ -50,8 +62,12 @@ class Executor:
         self.settings = settings
         self.plugins = plugins
         self.states = states
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # The random part tells a restarted process from its predecessor: in a container the
+        # host name and the pid (1) are the same after a restart.
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.active: set[asyncio.Task] = set()
+        self.running: set[str] = set()
+        """Run ids this process is carrying out; a redelivery of one of them is left to that task."""
         self.gate: gate_mod.Gate | None = None
         self.correlator: correlation.Correlator | None = None
 
@@ -89,6 +105,12 @@ class Executor:
             await consumers.unsubscribe(subscription)
             await self.gate.stop()
 
+    @property
+    def result_budget(self) -> int:
+        """Bytes an action's checks may take: a quarter of a message, the rest for everything else."""
+        limit = self.bus.nc.max_payload if self.bus.nc is not None else 1024 * 1024
+        return limit // 4
+
     async def execute(self, msg: Msg) -> None:
         if msg.subject.startswith(f"{self.settings.router.runs_subject}.{correlation.EXPIRE_TOKEN}."):
             await self._expire(msg)
@@ -97,55 +119,140 @@ class Executor:
             record = runs.RunRecord.loads(msg.data)
         except (ValueError, TypeError) as exc:
             log.error("undecodable run record on %s: %s; terminating it", msg.subject, exc)
-            await msg.term()
+            await _settle(msg.term())
             return
-        state = await self.states.get(record.run_id)
-        if state and state.get("state") == "finished":
-            await self.gate.release(record)
-            await msg.ack()  # finished before a crash lost the ack
+        if record.run_id in self.running:
+            log.info("run %s: redelivered while this process still carries it out; left to that task",
+                     record.run_id)
             return
-        trigger = record.trigger()
-        cancelled = self.gate.watch(record)  # before the check, so no cancel request is missed
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        self.running.add(record.run_id)
+        cancelled = self.gate.watch(record)  # before the policy check, so no cancel request is missed
         try:
-            if state is None:
+            await self._execute(msg, record, cancelled)
+        except errors.BusUnavailable as exc:
+            await self._nak(msg, record.run_id, 2.0, f"cannot record progress: {exc.detail}")
+        finally:
+            self.running.discard(record.run_id)
+            self.gate.forget(record.run_id)
+
+    async def _execute(self, msg: Msg, record: runs.RunRecord, cancelled: asyncio.Future[str]) -> None:
+        trigger, missing = await self._trigger(record)
+        for _ in range(CAS_ROUNDS):
+            entry = await self.states.entry(record.run_id)
+            if entry is None:
                 await self._announce(record, trigger)
+                continue
+            state, revision = entry.value or {}, entry.revision
+            if state.get("state") == "finished":
+                await self._conclude(msg, record, trigger, state)
+                return
             verdict = await self.gate.check(record)
             if verdict.kind == "wait":
-                await msg.nak(delay=verdict.delay)
+                await self._nak(msg, record.run_id, verdict.delay, "waiting for its run policy", expected=True)
                 return
             if verdict.kind == "end":
-                result = outcomes.Result(verdict.outcome, verdict.reason)
-                await self._publish("finished", record, trigger, result, 0, 0.0)
-                await self.states.update(record.run_id, state="finished", outcome=result.outcome, reason=result.reason,
-                                         decision=verdict.label, finishedAt=time.time())
-                await self.gate.release(record)
-                await msg.ack()
+                ended = {**state, "state": "finished", "outcome": verdict.outcome, "reason": verdict.reason,
+                         "decision": verdict.label, "finishedAt": time.time()}
+                if await self.states.write(record.run_id, ended, revision) is not None:
+                    await self._conclude(msg, record, trigger, ended)
+                    return
+                continue
+            claimed = await lease.claim(self.states, record.run_id, state, revision, worker=self.worker,
+                                        duration=self.settings.router.ack_wait,
+                                        deliveries=msg.metadata.num_delivered)
+            if isinstance(claimed, lease.Finished):
+                await self._conclude(msg, record, trigger, claimed.state)
                 return
+            if isinstance(claimed, lease.Held):
+                await self._nak(msg, record.run_id, claimed.wait + 0.5, f"its lease is held by {claimed.worker}")
+                return
+            if isinstance(claimed, lease.Lease):
+                await self._carry_out(msg, record, trigger, missing, claimed, cancelled)
+                return
+        raise errors.BusUnavailable(f"run state changed {CAS_ROUNDS} times while deciding")
+
+    async def _carry_out(self, msg: Msg, record: runs.RunRecord, trigger: events.CloudEvent, missing: str | None,
+                         held: lease.Lease, cancelled: asyncio.Future[str]) -> None:
+        def stop(lost: asyncio.Future[str]) -> None:
+            if not cancelled.done():
+                cancelled.set_result(f"lost the run's lease: {lost.result()}")
+        held.lost.add_done_callback(stop)
+        heartbeat = asyncio.create_task(self._heartbeat(msg, held))
+        try:
+            if msg.metadata.num_delivered > 1:  # an earlier delivery may have died before announcing it
+                await self._publish("queued", record, trigger)
             await self._publish("started", record, trigger)
-            started = time.time()
-            await self.states.update(record.run_id, state="running", startedAt=started, worker=self.worker,
-                                     deliveries=msg.metadata.num_delivered)
-            result, attempts = await self._attempts(record, trigger, cancelled)
-            duration = time.time() - started
-            if result.outcome == "error":
-                await deadletters.record_run(self.bus, self.settings, record, result, attempts)
-            await self._publish("finished", record, trigger, result, attempts, duration)
-            extra = {"decision": "replaced"} if cancelled.done() and result.outcome == "cancel" else {}
-            await self.states.update(record.run_id, state="finished", outcome=result.outcome, reason=result.reason,
-                                     finishedAt=time.time(), durationSeconds=round(duration, 3),
-                                     attempts=attempts, checks=result.checks, **extra)
-            await self.gate.release(record)
-        except errors.BusUnavailable as exc:
-            log.warning("run %s: cannot record progress (%s); it will be retried", record.run_id, exc.detail)
-            await msg.nak(delay=2.0)
-            return
+            if missing:
+                result, attempts = outcomes.Result("error", missing), 0
+            else:
+                result, attempts = await self._attempts(record, trigger, cancelled)
+            if held.lost.done():
+                log.warning("run %s: action stopped (%s); the run is left to its new holder",
+                            record.run_id, held.lost.result())
+                return
+            duration = time.time() - held.state["startedAt"]
+            result = outcomes.bound(result, self.result_budget)
+            changes = {"outcome": result.outcome, "reason": result.reason, "severity": result.severity,
+                       "finishedAt": time.time(), "durationSeconds": round(duration, 3), "attempts": attempts,
+                       "checks": result.checks, "executed": True}
+            if cancelled.done() and result.outcome == "cancel":
+                changes["decision"] = "replaced"
+            stored = await held.finish(changes)
         finally:
             heartbeat.cancel()
-            self.gate.forget(record.run_id)
-        await msg.ack()
+        if stored is None:
+            log.warning("run %s: claimed by another executor before its result (%s) was stored; "
+                        "this result is discarded", record.run_id, result.outcome)
+            return
+        await self._conclude(msg, record, trigger, stored)
+
+    async def _conclude(self, msg: Msg, record: runs.RunRecord, trigger: events.CloudEvent,
+                        state: dict) -> None:
+        """Announce a stored result: dead letter, ``finished``, policy release, ack. Safe to repeat."""
+        result = outcomes.Result(state.get("outcome", "error"), state.get("reason", ""), state.get("checks") or [],
+                                 state.get("severity"))
+        if result.outcome == "error" and state.get("executed"):
+            await deadletters.record_run(self.bus, self.settings, record, result, state.get("attempts", 0))
+        finished_at = datetime.datetime.fromtimestamp(state.get("finishedAt") or time.time(), datetime.timezone.utc)
+        timestamp = finished_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            await self._publish("finished", record, trigger, result, state.get("attempts", 0),
+                                state.get("durationSeconds", 0.0), timestamp)
+        except errors.PayloadTooLarge as exc:
+            log.error("run %s: finished outcome too large (%s); published without its checks", record.run_id,
+                      exc.detail)
+            bare = outcomes.Result(result.outcome, result.reason[:1000], [], result.severity)
+            await self._publish("finished", record, trigger, bare, state.get("attempts", 0),
+                                state.get("durationSeconds", 0.0), timestamp)
+        await self.gate.release(record)
+        await _settle(msg.ack())
         log.info("run %s rule=%s event=%s finished: %s %s", record.run_id, record.rule, trigger.id,
                  result.outcome, result.reason)
+
+    async def _trigger(self, record: runs.RunRecord) -> tuple[events.CloudEvent, str | None]:
+        """The triggering event, fetched when the record refers to it; with an error if it is gone."""
+        if record.event is not None:
+            return record.trigger(), None
+        stream, sequence = record.event_ref
+        try:
+            raw = await self.bus.js.get_msg(stream, sequence)
+        except nats.js.errors.NotFoundError:
+            about = record.about()
+            return (events.make({k: about.get(k) or "unknown" for k in ("id", "source", "type")}),
+                    f"the triggering event (stream {stream}, sequence {sequence}) is no longer stored")
+        except NATS_ERRORS as exc:
+            raise errors.BusUnavailable(f"cannot read the triggering event: {exc.__class__.__name__}") from exc
+        return nats_binding.from_message(raw.headers, raw.data), None
+
+    async def _nak(self, msg: Msg, run_id: str, delay: float, reason: str, expected: bool = False) -> None:
+        """Nak with a log line: a failure on the 1st, 11th, 21st… delivery; a policy wait on the 1st."""
+        delivered = msg.metadata.num_delivered
+        if expected:
+            log.log(logging.INFO if delivered == 1 else logging.DEBUG, "run %s %s; due in %.1fs", run_id, reason, delay)
+        else:
+            log.log(logging.WARNING if delivered % 10 == 1 else logging.DEBUG,
+                    "run %s (delivery %d) %s; retrying in %.1fs", run_id, delivered, reason, delay)
+        await _settle(msg.nak(delay=delay))
 
     async def _attempts(self, record: runs.RunRecord, trigger, cancelled=None) -> tuple[outcomes.Result, int]:
         if record.render_error:
@@ -190,39 +297,50 @@ class Executor:
         """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome."""
         state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
                  "queuedAt": record.queued_at, "environment": record.environment,
-                 "event": {"id": trigger.id, "source": trigger.source, "type": trigger.type}}
+                 "event": record.about()}
         if record.decision:
             state.update(record.decision.get("fields", {}), decision=record.decision.get("label"))
             if record.not_before > record.queued_at:
                 state["notBefore"] = record.not_before
         if record.events:
             state["joined"] = {name: {"id": e.get("id"), "type": e.get("type")} for name, e in record.events.items()}
-        await self.states.create(record.run_id, state)
-        await self._publish("queued", record, trigger)
+        if await self.states.create(record.run_id, state) is not None:
+            await self._publish("queued", record, trigger)
 
-    async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None):
+    async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None,
+                       timestamp: str | None = None):
         event = outcomes.build(stage, run_id=record.run_id, rule=record.rule, action=record.action,
                                environment=record.environment, trigger=trigger, result=result,
-                               attempts=attempts, duration=duration)
+                               attempts=attempts, duration=duration, timestamp=timestamp)
         await self.bus.publish(event, outcome_subject(self.settings.bus.outcomes_subject, stage, record.rule))
 
     async def _expire(self, msg: Msg) -> None:
         """A correlation join's expiry timer: not due yet (nak with the rest), or handled (ack)."""
         try:
             delay = await self.correlator.expire(msg.data)
-        except errors.BusUnavailable:
-            await msg.nak(delay=2.0)
+        except errors.BusUnavailable as exc:
+            await self._nak(msg, f"timer {msg.subject}", 2.0, f"cannot expire its join: {exc.detail}")
             return
-        await (msg.ack() if delay is None else msg.nak(delay=delay))
+        await _settle(msg.ack() if delay is None else msg.nak(delay=delay))
 
-    async def _heartbeat(self, msg: Msg) -> None:
+    async def _heartbeat(self, msg: Msg, held: lease.Lease) -> None:
+        """Progress: ``in_progress`` for JetStream and a lease renewal, every third of ``ack_wait``."""
         interval = max(self.settings.router.ack_wait / 3, 0.5)
-        while True:
+        while not held.lost.done():
             await asyncio.sleep(interval)
             try:
                 await msg.in_progress()
-            except (nats.errors.Error, nats.js.errors.Error) as exc:
+            except NATS_ERRORS as exc:
                 log.debug("in_progress failed: %s", exc)
+            await held.renew()
+
+
+async def _settle(reply) -> None:
+    """Ack, nak or term; a reply lost with the connection only means a redelivery, which is handled."""
+    try:
+        await reply
+    except NATS_ERRORS as exc:
+        log.debug("could not settle a run message: %s", exc)
 
 
 def outcome_subject(base: str, stage: str, rule: str) -> str:

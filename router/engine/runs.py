@@ -5,7 +5,13 @@ rule always yields the same run id. The run record is a message on the runs work
 published with ``Nats-Msg-Id`` = run id: a redelivered event publishes it again and JetStream drops
 the copy, which is what makes "a crash before the ack causes redelivery but no second run" true.
 The run's progress (queued, running, finished, outcome) is kept in a JetStream KV bucket for
-``runs list`` / ``runs show`` and to skip a redelivered run that already finished.
+``runs list`` / ``runs show``. Every write to it after ``queued`` is a compare-and-set on the
+entry's revision (``router.engine.lease``): that is what fences two executors that both believe they
+own a run, and what makes "the result is stored before ``finished`` is announced" one answer.
+
+A record stays small whatever the event: an event larger than ``EMBED_LIMIT`` is not copied into
+the record but referred to by its events-stream sequence (``event_ref``) and fetched by the
+executor, so an 800 KB webhook does not become an 1 MB run record the bus cannot store.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ class RunRecord:
     rule: str
     params: dict[str, Any]
     environment: str
-    event: dict[str, Any]
-    """The triggering event in the JSON format."""
+    event: dict[str, Any] | None
+    """The triggering event in the JSON format, or ``None`` when it is referred to by ``event_ref``."""
     timeout: float
     retry_limit: int
     retry_backoff: float
@@ -57,6 +63,10 @@ class RunRecord:
     """The run this one re-runs by hand (``runs retry``)."""
     decision: dict[str, Any] | None = None
     """What run policies decided at routing (``policy.admission.Decision``); None: no policy applied."""
+    event_ref: list[Any] | None = None
+    """``[stream, sequence]`` of the triggering event when it is too large to embed."""
+    summary: dict[str, str] | None = None
+    """The triggering event's ``id``, ``source`` and ``type``, when the event itself is not embedded."""
 
     def dumps(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()
@@ -66,7 +76,29 @@ class RunRecord:
         return cls(**json.loads(raw))
 
     def trigger(self) -> events.CloudEvent:
+        """The embedded triggering event; a referenced one is fetched with ``fetch_trigger``."""
+        if self.event is None:
+            raise ValueError(f"run {self.run_id}: the event is referenced, not embedded")
         return events.from_json_object(self.event)
+
+    def about(self) -> dict[str, str]:
+        """The triggering event's ``id``, ``source`` and ``type`` without fetching it."""
+        if self.event is not None:
+            return {k: self.event.get(k) for k in ("id", "source", "type")}
+        return dict(self.summary or {})
+
+
+EMBED_LIMIT = 16 * 1024
+"""Events up to this size (JSON format) are copied into the run record; larger ones are referred to."""
+
+
+def embed(event: events.CloudEvent, stream: str, sequence: int) -> dict[str, Any]:
+    """The ``event`` / ``event_ref`` / ``summary`` fields of a record for ``event``."""
+    document = events.to_json_object(event, binary=True)
+    if len(document.get("data_base64") or "") <= EMBED_LIMIT:
+        return {"event": document}
+    return {"event": None, "event_ref": [stream, sequence],
+            "summary": {"id": event.id, "source": event.source, "type": event.type}}
 
 
 def runs_stream_config(settings: Settings) -> api.StreamConfig:
@@ -74,7 +106,9 @@ def runs_stream_config(settings: Settings) -> api.StreamConfig:
     return api.StreamConfig(
         name=router.runs_stream, subjects=[f"{router.runs_subject}.>"],
         retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
-        duplicate_window=min(settings.bus.duplicate_window, settings.bus.max_age),
+        # max_age 0 means "keep forever", not "no window": min() would give 0, which nats-server
+        # reads as its 2-minute default, and a redelivered event would then record its runs again.
+        duplicate_window=min(settings.bus.duplicate_window, settings.bus.max_age or settings.bus.duplicate_window),
         max_age=settings.bus.max_age, num_replicas=settings.bus.replicas,
         description="trigger-router: runs waiting to be executed",
     )
@@ -95,16 +129,22 @@ class RunStates:
         entry = await self.bucket.get(run)
         return entry.value if entry else None
 
-    async def put(self, run: str, state: dict[str, Any]) -> None:
-        await self.bucket.put(run, state)
+    async def entry(self, run: str) -> kv.Entry | None:
+        return await self.bucket.get(run)
 
-    async def create(self, run: str, state: dict[str, Any]) -> bool:
-        """Write only if the run has no state yet (a redelivered event must not reset progress)."""
-        return await self.bucket.create(run, state) is not None
+    async def create(self, run: str, state: dict[str, Any]) -> int | None:
+        """Write only if the run has no state yet; its revision, or ``None`` if it has one."""
+        return await self.bucket.create(run, state)
+
+    async def write(self, run: str, state: dict[str, Any], revision: int) -> int | None:
+        """Compare-and-set: the new revision, or ``None`` if someone wrote since ``revision``."""
+        return await self.bucket.update(run, state, revision)
 
     async def update(self, run: str, **changes: Any) -> dict[str, Any]:
-        state = {**(await self.get(run) or {"runId": run}), **changes}
-        await self.put(run, state)
+        """Merge ``changes`` into the state with compare-and-set (for commands such as ``runs retry``)."""
+        async def merge(current: dict[str, Any] | None) -> dict[str, Any]:
+            return {**(current or {"runId": run}), **changes}
+        _, state = await self.bucket.mutate(run, merge)
         return state
 
     async def all(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ Where the run details live (documented in README): ``customData`` holds
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +53,7 @@ def _chain_id(trigger: events.CloudEvent) -> str | None:
 
 def build(stage: str, *, run_id: str, rule: str, action: str, environment: str,
           trigger: events.CloudEvent, result: Result | None = None, attempts: int = 0,
-          duration: float | None = None) -> events.CloudEvent:
+          duration: float | None = None, timestamp: str | None = None) -> events.CloudEvent:
     content: dict[str, Any] = {
         "environment": {"id": environment or "unknown"},
         "testSuite": {"id": rule, "name": rule},
@@ -72,6 +73,35 @@ def build(stage: str, *, run_id: str, rule: str, action: str, environment: str,
         trigger, STAGES[stage], subject_id=run_id, content=content,
         event_id=cdevents.deterministic_id("run", run_id, stage),
         chain_id=_chain_id(trigger), chain_key=f"run\x00{run_id}",
-        source=f"{SOURCE}/rules/{rule}", custom_data=custom, timestamp=cdevents.now(),
+        source=f"{SOURCE}/rules/{rule}", custom_data=custom, timestamp=timestamp or cdevents.now(),
     )
 
+
+
+TRUNCATED = "…[truncated]"
+
+
+def bound(result: Result, max_bytes: int) -> Result:
+    """``result`` with checks that serialize to at most ``max_bytes``, the longest strings cut first.
+
+    A result is stored in the run state and published in ``finished``, both single NATS messages:
+    an action that returns megabytes of output (an ``exec`` tail, a probe body) must still end its
+    run. Every cut string ends with ``TRUNCATED`` and a last check says how much was cut: never silently.
+    """
+    def size(checks: Any) -> int:
+        return len(json.dumps(checks, separators=(",", ":"), default=str))
+
+    original = size(result.checks)
+    if original <= max_bytes:
+        return result
+    limit = max_bytes
+    checks: list[Any] = result.checks
+    while size(checks) > max_bytes and limit > 64:
+        limit //= 2
+        checks = [{k: (v[:limit] + TRUNCATED if isinstance(v, str) and len(v) > limit else v)
+                   for k, v in c.items()} if isinstance(c, dict) else c for c in result.checks]
+    while checks and size(checks) > max_bytes:
+        checks = checks[:-1]
+    note = {"name": "result size", "passed": True,
+            "detail": f"checks cut from {original} to at most {max_bytes} bytes to fit one NATS message"}
+    return Result(result.outcome, result.reason, [*checks, note], result.severity)
