@@ -79,8 +79,11 @@ class EventRouter:
 
     async def handle(self, messages: list[Msg]) -> None:
         matcher = self.matcher
-        work = [self._route(msg, matcher) for msg in messages]
-        results = await asyncio.gather(*work, return_exceptions=True)
+        progress = asyncio.create_task(self._progress(messages))
+        try:
+            results = await asyncio.gather(*(self._route(msg, matcher) for msg in messages), return_exceptions=True)
+        finally:
+            progress.cancel()
         unavailable = [r for r in results if isinstance(r, errors.BusUnavailable)]
         if unavailable:  # one line per batch: an outage must be visible without flooding the log
             log.warning("routing %d of %d event(s) postponed 2s: %s", len(unavailable), len(results),
@@ -92,7 +95,7 @@ class EventRouter:
                 elif isinstance(result, errors.BusUnavailable):
                     await msg.nak(delay=2.0)
                 elif isinstance(result, BaseException):
-                    log.error("routing event failed: %r; it will be redelivered", result)
+                    log.error("routing event %s failed: %r; it will be redelivered", _where(msg), result)
                     await msg.nak(delay=5.0)
                 else:
                     await msg.ack()
@@ -100,41 +103,72 @@ class EventRouter:
                 # A lost ack means a redelivery, which the run ids make harmless.
                 log.warning("could not settle event message: %s", exc)
 
+    async def _progress(self, messages: list[Msg]) -> None:
+        """Tell JetStream the batch is still being worked on, so a slow batch is not redelivered."""
+        interval = max(self.settings.router.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.gather(*(msg.in_progress() for msg in messages), return_exceptions=True)
+
     async def _route(self, msg: Msg, matcher: Matcher) -> object:
         try:
             event = nats_binding.from_message(msg.headers, msg.data)
         except errors.BadRequest as exc:
-            await deadletters.undecodable_event(self.bus, self.settings, msg, f"undecodable CloudEvent: {exc.detail}")
+            await self._dead(msg, f"undecodable CloudEvent: {exc.detail}")
             return DEAD
+        where = (msg.metadata.stream, msg.metadata.sequence.stream)
         records = []
         for rule in matcher.match(event):
             if rule.correlation is None:
-                batch = [self._record(rule, event)]
+                batch = [self._record(rule, event, where)]
             else:
-                batch = [self._record(rule, event, fired.run_id, fired.events)
-                         for fired in await self.correlator.offer(rule, event)]
+                batch = [self._record(rule, event, where, fired.run_id, await self.correlator.events(fired))
+                         for fired in await self.correlator.offer(rule, event, where)]
             if batch and admission_mod.Admission.applies(rule):
                 for record in batch:
                     await self.admission.admit(rule, record, event, msg.metadata.sequence.stream)
             records += batch
         if not records:
             return None
-        await asyncio.gather(*(self.bus.publish_raw(
-            f"{self.settings.router.runs_subject}.{record.run_id}", record.dumps(), record.run_id)
-            for record in records))
+        await asyncio.gather(*(self._store(record) for record in records))
 
-    def _record(self, rule: Rule, event: events.CloudEvent, run_id: str | None = None,
+    async def _store(self, record: runs.RunRecord) -> None:
+        subject = f"{self.settings.router.runs_subject}.{record.run_id}"
+        try:
+            await self.bus.publish_raw(subject, record.dumps(), record.run_id)
+        except errors.PayloadTooLarge as exc:
+            # The rendered parameters are what can grow without bound (a template copying the event):
+            # the run is still recorded, and ends in error saying why, instead of looping forever.
+            log.error("run %s rule=%s: record too large (%s); recording it as failed", record.run_id, record.rule,
+                      exc.detail)
+            record.params, record.render_error = {}, f"rendered parameters too large for the bus: {exc.detail}"
+            await self.bus.publish_raw(subject, record.dumps(), record.run_id)
+
+    async def _dead(self, msg: Msg, reason: str) -> None:
+        try:
+            await deadletters.undecodable_event(self.bus, self.settings, msg, reason)
+        except errors.PayloadTooLarge as exc:
+            log.error("event %s: %s, and too large to dead-letter (%s); terminating it", _where(msg), reason,
+                      exc.detail)
+
+    def _record(self, rule: Rule, event: events.CloudEvent, where: tuple[str, int], run_id: str | None = None,
                 joined: dict | None = None) -> runs.RunRecord:
         run_id = run_id or runs.run_id(rule.name, event)
         retry = rule.policy.retry
         params, render_error, environment = {}, None, event.source
-        extra = {"events": {name: celexpr.values(events.from_json_object(doc))["event"]
-                            for name, doc in joined.items()}} if joined else None
+        extra = {"events": {name: celexpr.values(doc)["event"] for name, doc in joined.items()}} if joined else None
         try:
             params = rule.render(event, extra)
             environment = rule.environment_for(event)
         except errors.PermanentError as exc:
             render_error = str(exc)
-        return runs.RunRecord(run_id, rule.name, params, environment, events.to_json_object(event, binary=True),
-                              rule.policy.timeout, retry.limit, retry.backoff, retry.max_backoff,
-                              rule.action.name, render_error=render_error, events=joined)
+        summaries = {name: {"id": doc.id, "source": doc.source, "type": doc.type}
+                     for name, doc in joined.items()} if joined else None
+        return runs.RunRecord(run_id=run_id, rule=rule.name, params=params, environment=environment,
+                              timeout=rule.policy.timeout, retry_limit=retry.limit, retry_backoff=retry.backoff,
+                              retry_max_backoff=retry.max_backoff, action=rule.action.name,
+                              render_error=render_error, events=summaries, **runs.embed(event, *where))
+
+
+def _where(msg: Msg) -> str:
+    return f"{msg.metadata.stream}#{msg.metadata.sequence.stream}"

@@ -1,7 +1,9 @@
 """Correlation: fire a rule once when every required event has arrived for one key in a window.
 
 A partial join is one policy-bucket entry per (rule, key):
-``{"id", "key", "started", "expires", "events": {name: event JSON}, "fired": run id | null}``.
+``{"id", "key", "started", "expires", "events": {name: {"id", "source", "type", "ref"}}, "fired": run id | null}``.
+An event is kept by reference (``ref``: its events-stream name and sequence), never copied: a join
+of large webhooks would otherwise outgrow one KV value. The events are fetched when the join fires.
 Each matching event is added by compare-and-set, so any replica can complete a join another began,
 and a restarted router loses nothing (the entry and the event stream are both durable). The event
 that completes the join marks it ``fired`` with a run id derived from the join id, in the same
@@ -21,12 +23,16 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
 from typing import Any
 
 from router import errors
 from router.bus.connection import Bus
 from router.engine.policy.store import NO_CHANGE, PolicyStore, slot
 from router.model import event_types, events
+from router.model.bindings import nats as nats_binding
 from router.rules import policy as spec
 from router.rules.loading import Rule
 
@@ -38,7 +44,7 @@ EXPIRE_TOKEN = "expire"
 class Fired:
     run_id: str
     events: dict[str, dict[str, Any]]
-    """Each joined event, by requirement name, in the CloudEvents JSON format."""
+    """Each joined event by requirement name: ``id``, ``source``, ``type`` and its ``ref``."""
 
 
 def _hash(*parts: str) -> str:
@@ -51,7 +57,7 @@ class Correlator:
         self.bus = bus
         self.runs_subject = runs_subject
 
-    async def offer(self, rule: Rule, event: events.CloudEvent) -> list[Fired]:
+    async def offer(self, rule: Rule, event: events.CloudEvent, where: tuple[str, int]) -> list[Fired]:
         """Add ``event`` to its joins; the joins it completed (or completed before a redelivery)."""
         correlation = rule.correlation
         by_key: dict[str, list[str]] = {}
@@ -66,15 +72,16 @@ class Correlator:
                 by_key.setdefault(key, []).append(requirement.name)
         fired = []
         for key, names in by_key.items():
-            result = await self._join(rule, event, key, names)
+            result = await self._join(rule, event, where, key, names)
             if result:
                 fired.append(result)
         return fired
 
-    async def _join(self, rule: Rule, event: events.CloudEvent, key: str, names: list[str]) -> Fired | None:
+    async def _join(self, rule: Rule, event: events.CloudEvent, ref: tuple[str, int], key: str,
+                    names: list[str]) -> Fired | None:
         where, within = slot("join", rule.name, key), rule.correlation.within
         wanted = [r.name for r in rule.correlation.require]
-        document = events.to_json_object(event)
+        document = {"id": event.id, "source": event.source, "type": event.type, "ref": list(ref)}
 
         async def change(current: dict[str, Any] | None):
             now = time.time()
@@ -106,6 +113,26 @@ class Correlator:
                                   for e in after["events"].values()):
             return Fired(after["fired"], after["events"])
         return None
+
+    async def events(self, fired: Fired) -> dict[str, events.CloudEvent]:
+        """The joined events themselves, fetched from the events stream by their references."""
+        found = {}
+        for name, kept in fired.events.items():
+            if "ref" not in kept:  # a join stored before events were kept by reference
+                found[name] = events.from_json_object(kept)
+                continue
+            stream, sequence = kept["ref"]
+            try:
+                raw = await self.bus.js.get_msg(stream, sequence)
+            except nats.js.errors.NotFoundError:
+                log.warning("join %s: event %s (stream %s, sequence %s) is no longer stored; its fields are "
+                            "empty in templates", fired.run_id, kept["id"], stream, sequence)
+                found[name] = events.make({k: kept[k] for k in ("id", "source", "type")})
+                continue
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                raise errors.BusUnavailable(f"cannot read joined event {kept['id']}: {exc.__class__.__name__}") from exc
+            found[name] = nats_binding.from_message(raw.headers, raw.data)
+        return found
 
     async def _schedule(self, where: str, join: dict[str, Any], publish: bool) -> None:
         timer = {"slot": where, "id": join["id"], "rule": join["rule"], "expires": join["expires"],
