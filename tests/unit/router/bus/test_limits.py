@@ -1,0 +1,30 @@
+"""Start-up size checks: the edge's body limit must fit the server's max_payload with its headers."""
+
+import pytest
+
+from router import errors
+from router.bus import limits
+from router.config import settings as settings_mod
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize("body, payload, fits", [
+    (MiB - 8 * 1024, MiB, True),        # the default against nats-server's default
+    (MiB, MiB, False),                  # the old default: a 1 MiB body plus headers never fit
+    (MiB - 8 * 1024 + 1, MiB, False),
+    (4 * MiB, 8 * MiB, True),
+    (64 * 1024, 64 * 1024, False),
+])
+def test_body_limit_against_max_payload(body, payload, fits):
+    if fits:
+        limits.check(body, payload)
+        return
+    with pytest.raises(errors.ConfigError) as caught:
+        limits.check(body, payload)
+    message = str(caught.value)
+    assert "http.max_body_bytes" in message and str(payload - 8 * 1024) in message and "max_payload" in message
+
+
+def test_the_default_body_limit_fits_the_default_server():
+    limits.check(settings_mod.HttpSettings().max_body_bytes, MiB)
