@@ -131,6 +131,19 @@ class Executor:
             await self._execute(msg, record, cancelled)
         except errors.BusUnavailable as exc:
             await self._nak(msg, record.run_id, 2.0, f"cannot record progress: {exc.detail}")
+        except errors.PayloadTooLarge as exc:
+            # Permanent: no retry can store it. Keep the record for `runs retry` and end the message.
+            log.error("run %s: a message of it can never be stored (%s); dead-lettering the run", record.run_id,
+                      exc.detail)
+            try:
+                await deadletters.record_run(self.bus, self.settings, record,
+                                             outcomes.Result("error", f"cannot be stored: {exc.detail}"), 0)
+            except errors.TriggerRouterError as again:
+                log.error("run %s: could not dead-letter it either: %s", record.run_id, again)
+            await _settle(msg.term())
+        except Exception as exc:  # a bug must not leave the message unsettled until ack_wait, silently
+            log.exception("run %s: executor failed", record.run_id)
+            await self._nak(msg, record.run_id, 5.0, f"executor failed: {exc.__class__.__name__}: {exc}")
         finally:
             self.running.discard(record.run_id)
             self.gate.forget(record.run_id)

@@ -92,6 +92,9 @@ class EventRouter:
             try:
                 if result is DEAD:
                     await msg.term()
+                elif isinstance(result, errors.PayloadTooLarge):
+                    await self._dead(msg, f"its runs cannot be stored: {result.detail}")
+                    await msg.term()
                 elif isinstance(result, errors.BusUnavailable):
                     await msg.nak(delay=2.0)
                 elif isinstance(result, BaseException):
