@@ -14,6 +14,7 @@ from router.model import artifacts, event_types, events
 from tests.integration.test_policies import start, states_when
 from tests.integration.test_router_processes import start_router, stop_router
 from tests.integration.test_routing import stop
+from tests.support import routers
 
 ROLLOUT = "io.k8s.deployment.rollout_completed"
 RULE = """
@@ -35,6 +36,13 @@ spec:
                 "{{{{ events.deployed.data.namespace }}}}",
                 "{{{{ events.deployed.data.images[0].digest }}}}"]
 """
+
+
+async def settle(js) -> None:
+    """Until every event is routed and every recorded run executed: a wrong run would be there by then."""
+    probe = routers.Probe(js)
+    seen = await routers.wait_for(probe.settled, bool, 20)
+    assert seen.ok, f"events or runs still pending after {seen.waited:.0f}s: {seen.value!r}"
 
 
 def rule_yaml(within: str) -> str:
@@ -68,7 +76,7 @@ async def test_fires_once_per_digest_with_both_events_and_never_for_mismatches(e
         await edge.bus.publish(rolled_out(1, "r1"))
         await edge.bus.publish(rolled_out(1, "r1-again"))  # a second rollout of the same digest
         states = await states_when(edge, lambda s: any(x.get("state") == "finished" for x in s.values()))
-        await asyncio.sleep(1.0)  # time for any wrong second run to show up
+        await settle(edge.bus.js)
         states = await states_when(edge, lambda s: True)
         await run_commands.list_runs(edge.settings, True, None)
     finally:
@@ -93,7 +101,7 @@ async def test_a_partial_join_expires_with_an_event_naming_what_never_arrived(ed
             assert time.monotonic() < deadline, "no expiry event"
             await asyncio.sleep(0.2)
         await edge.bus.publish(rolled_out(7, "r7-late"))
-        await asyncio.sleep(1.0)
+        await settle(edge.bus.js)
         states = await states_when(edge, lambda s: True)
     finally:
         await stop(tasks)
@@ -138,7 +146,7 @@ async def test_a_join_survives_a_killed_router(nats_server, tmp_path):
         while not [s for s in await bucket.all() if s.get("state") == "finished"]:
             assert time.monotonic() < deadline, "the join never fired after the restart"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(0.5)
+        await settle(bus.js)
         states = await bucket.all()
     finally:
         stop_router(first, signal.SIGKILL)
