@@ -5,6 +5,10 @@ acknowledged storage, and raises ``errors.BusUnavailable`` otherwise, so a sende
 for an event that is not stored. Every publish carries ``Nats-Msg-Id`` derived from the event's
 (source, id), so a redelivered webhook or a retried publish is dropped by the server's duplicate
 window instead of becoming a second event.
+
+A NATS server that comes back with an empty store must not leave the router connected but deaf:
+:meth:`Bus.run` re-creates streams, KV buckets and durable consumers after every reconnect and when
+:meth:`Bus.missing` finds one gone; no failed connection attempt goes unlogged.
 """
 
 from __future__ import annotations
@@ -12,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import re
 import ssl
+import time
 from dataclasses import dataclass
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
 from router import errors
+from router.bus import backoff, consumers, kv
 from router.config.settings import BusSettings, NatsSettings
 from router.model import events
 from router.model.bindings import nats as nats_binding
@@ -31,6 +35,13 @@ from router.model.bindings import nats as nats_binding
 log = logging.getLogger(__name__)
 
 _SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
+RETRY_BASE = 0.2
+RETRY_CAP = 10.0
+"""Connecting, reconnecting and setting up JetStream wait ``backoff.delay(n, RETRY_BASE, RETRY_CAP)``."""
+READY_CACHE = 1.0
+"""Seconds a readiness check is reused: probes are frequent, and each check asks the server a dozen things."""
+RECHECK = 30.0
+"""Without readiness probes, how often :meth:`Bus.run` looks for lost pieces itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +65,9 @@ def subject_token(value: str) -> str:
 def stream_configs(bus: BusSettings) -> list[api.StreamConfig]:
     def config(name: str, subject: str, description: str) -> api.StreamConfig:
         return api.StreamConfig(
-            name=name,
-            description=description,
-            subjects=[f"{subject}.>"],
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            max_age=bus.max_age,
-            max_bytes=bus.max_bytes,
-            duplicate_window=min(bus.duplicate_window, bus.max_age) if bus.max_age else bus.duplicate_window,
-            num_replicas=bus.replicas,
-        )
+            name=name, description=description, subjects=[f"{subject}.>"], retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE, max_age=bus.max_age, max_bytes=bus.max_bytes, num_replicas=bus.replicas,
+            duplicate_window=min(bus.duplicate_window, bus.max_age) if bus.max_age else bus.duplicate_window)
 
     return [
         config(bus.events_stream, bus.events_subject, "trigger-router: ingested CloudEvents"),
@@ -91,18 +95,46 @@ def connect_options(settings: NatsSettings, url: str) -> dict:
     if settings.token:
         options["token"] = settings.token.get_secret_value()
     if settings.credentials_file:
+        if not settings.credentials_file.is_file():
+            raise errors.ConfigError(f"{settings.credentials_file} is not a file", path="nats.credentials_file")
         options["user_credentials"] = str(settings.credentials_file)
     tls = settings.tls
     if tls.ca_file or tls.cert_file or url.startswith("tls://"):
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        try:
+            context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+            if tls.cert_file:
+                context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:  # a configuration error: retrying cannot help
+            raise errors.ConfigError(f"cannot load TLS files: {exc}", path="nats.tls") from exc
         options["tls"] = context
     return options
 
 
+class Complaints:
+    """A failure repeated every second is said once, then at most every ``every`` seconds with a count."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every, self.count, self._said = every, 0, 0.0
+
+    def failed(self, message: str, *args: object) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1 or now - self._said >= self.every:
+            self._said = now
+            log.warning(message + (f" ({self.count} failed attempts so far)" if self.count > 1 else ""), *args)
+
+    def over(self) -> int:
+        """The failures since the last success; starts counting anew."""
+        count, self.count = self.count, 0
+        return count
+
+
+class _Unreachable(Exception):
+    """Raised from the error callback to end one connection attempt (nats-py would retry quietly)."""
+
+
 class Bus:
-    """One NATS connection with its JetStream context, kept alive for the life of the process."""
+    """One NATS connection with its JetStream context, kept alive (by :meth:`run`) for the process."""
 
     def __init__(self, settings: NatsSettings, bus: BusSettings,
                  extra_streams: list[api.StreamConfig] = ()) -> None:
@@ -111,73 +143,159 @@ class Bus:
         self.extra_streams = list(extra_streams)
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.url = ""
         self._streams_ready = asyncio.Event()
+        self._damaged = asyncio.Event()
         self._connector: asyncio.Task | None = None
         self._closing = False
+        self._unreachable = Complaints()
+        self._reconnect_backoff = backoff.Backoff(RETRY_BASE, RETRY_CAP)
+        self._expected: dict[tuple[str, str], consumers.Start] = {}
+        self._checked: tuple[float, list[str]] = (-READY_CACHE, [])
+        self._checking = asyncio.Lock()
+
+    def expect_consumer(self, stream: str, durable: str, start: consumers.Start = "all") -> None:
+        """Readiness waits for this consumer; created by its first subscriber, starting at ``start``."""
+        self._expected[(stream, durable)] = start
+        if self.js is not None:
+            consumers.declare(self.js, stream, durable, start)
 
     async def start(self, url: str) -> None:
-        """Connect in the background: the HTTP edge can answer 503 while NATS is not there yet."""
-        self._connector = asyncio.create_task(self._connect_forever(url), name="nats-connect")
+        """:meth:`run` in the background, for callers without a supervisor (``serve`` has one)."""
+        self._connector = asyncio.create_task(self.run(url), name="nats-connect")
+        self._connector.add_done_callback(_report_end)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._streams_ready.wait(), timeout)
 
-    async def _connect_forever(self, url: str) -> None:
-        delay = 0.2
+    async def run(self, url: str) -> None:
+        """Connect, then keep what this process needs on the server, for the life of the process."""
+        self.url = url
+        if self.nc is None or self.nc.is_closed:
+            await self._connect(url)
+        retry = backoff.Backoff(RETRY_BASE, RETRY_CAP)
         while True:
+            self._damaged.clear()  # before repairing: damage found meanwhile means one more round
             try:
-                nc = await nats.connect(
-                    **connect_options(self.settings, url),
-                    reconnected_cb=self._on_reconnected,
-                    disconnected_cb=self._on_disconnected,
-                    error_cb=self._on_error,
-                )
-                break
-            except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
-                log.warning("cannot connect to NATS at %s (%s); retrying in %.1fs", url, exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 10.0)
-        self.nc, self.js = nc, nc.jetstream()
-        log.info("connected to NATS %s", nc.connected_url.netloc if nc.connected_url else url)
-        await self._ensure_streams_with_retry()
-
-    async def _ensure_streams_with_retry(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await ensure_streams(self.js, self.config, self.extra_streams)
-                self._streams_ready.set()
-                return
+                await self._repair()
             except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-                log.warning("cannot set up JetStream streams (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 10.0)
+                delay = retry.next()
+                log.warning("cannot set up JetStream (%s); retrying in %.1fs", _reason(exc), delay)
+                await asyncio.sleep(delay)
+                self._damaged.set()
+            else:
+                retry.reset()
+                self._streams_ready.set()
+            try:
+                async with asyncio.timeout(RECHECK):  # unlike 3.11's wait_for, never swallows a cancel
+                    await self._damaged.wait()
+            except TimeoutError:
+                await self.missing()  # sets _damaged if something can be re-created
+
+    async def _connect(self, url: str) -> None:
+        servers = connect_options(self.settings, url)["servers"]
+        retry = backoff.Backoff(RETRY_BASE, RETRY_CAP)
+        while True:
+            nc, failures = Client(), []
+
+            async def on_error(exc: Exception) -> None:
+                if nc.is_connected or self.nc is nc:
+                    await self._on_error(exc)
+                    return
+                failures.append(exc)
+                if len(failures) >= len(servers):  # every server refused once: this attempt failed
+                    raise _Unreachable(exc)
+
+            try:
+                await nc.connect(**connect_options(self.settings, url), error_cb=on_error,
+                                 reconnected_cb=self._on_reconnected, disconnected_cb=self._on_disconnected,
+                                 reconnect_to_server_handler=self._next_server)
+                break
+            except (_Unreachable, OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+                cause = exc.args[0] if isinstance(exc, _Unreachable) else exc
+                self._unreachable.failed("cannot reach NATS at %s: %s", shown(url), _reason(cause))
+                await nc.close()
+                await asyncio.sleep(retry.next())
+        self.nc, self.js = nc, nc.jetstream()
+        for (stream, durable), start in self._expected.items():
+            consumers.declare(self.js, stream, durable, start)
+        failed = self._unreachable.over()
+        log.info("connected to NATS %s%s", nc.connected_url.netloc if nc.connected_url else shown(url),
+                 f" after {failed} failed attempt(s)" if failed else "")
+
+    def _next_server(self, servers: list, info: dict) -> tuple:
+        """nats-py's reconnect hook: the least tried server, after the one backoff formula's delay."""
+        return min(servers, key=lambda server: server.reconnects), self._reconnect_backoff.next()
+
+    async def _repair(self) -> None:
+        """Create every stream, KV bucket and durable consumer this process needs that is missing."""
+        created = await ensure_streams(self.js, self.config, self.extra_streams)
+        created += [f"KV bucket {name}" for name in await kv.ensure_buckets(self.js)]
+        for subscription in consumers.subscriptions(self.js):
+            if await consumers.ensure(subscription):
+                created.append(subscription.consumer.label)
+        if created and self._streams_ready.is_set():
+            log.warning("the NATS server had lost %s; re-created", ", ".join(created))
+        self._checked = (-READY_CACHE, [])
 
     async def _on_reconnected(self) -> None:
-        log.info("reconnected to NATS")
-        # A server that lost its store (or a new one behind the URL) needs the streams again.
-        asyncio.create_task(self._ensure_streams_with_retry())
+        failed = self._unreachable.over()
+        log.info("reconnected to NATS%s", f" after {failed} failed attempt(s)" if failed else "")
+        self._reconnect_backoff.reset()
+        # A server that lost its store (or a new one behind the URL) needs everything again.
+        self._damaged.set()
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
+        if not self._closing and self.nc is not None:  # not a failed first attempt's clean-up
             log.warning("disconnected from NATS; ingest answers 503 until it is back")
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS client error: %s", exc)
+        if self.nc is not None and self.nc.is_reconnecting and not self._closing:
+            self._unreachable.failed("cannot reach NATS at %s: %s", shown(self.url), _reason(exc))
+        else:
+            log.debug("NATS client error: %s", exc)
 
     @property
     def connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
-    async def ready(self) -> tuple[bool, str]:
+    async def missing(self) -> list[str]:
+        """What this process needs and the server lacks (checked at most every ``READY_CACHE`` s);
+        a missing piece wakes :meth:`run` to create it again."""
         if not self.connected or self.js is None:
-            return False, "not connected to NATS"
-        try:
-            for config in stream_configs(self.config):
+            return ["NATS connection"]
+        async with self._checking:
+            checked_at, gone = self._checked
+            if time.monotonic() - checked_at < READY_CACHE:
+                return gone
+            try:
+                gone, repairable = await self._find_missing()
+            except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                gone, repairable = [f"JetStream ({exc.__class__.__name__})"], False
+            self._checked = (time.monotonic(), gone)
+        if repairable:
+            self._damaged.set()
+        return gone
+
+    async def _find_missing(self) -> tuple[list[str], bool]:
+        """What is missing, and whether :meth:`_repair` can create some of it (not an expected
+        consumer no one has subscribed to yet: its subscriber creates it)."""
+        gone = []
+        for config in [*stream_configs(self.config), *self.extra_streams]:
+            try:
                 await self.js.stream_info(config.name)
-        except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            return False, f"JetStream streams not available: {exc.__class__.__name__}"
-        return True, "ok"
+            except nats.js.errors.NotFoundError:
+                gone.append(f"stream {config.name}")
+        gone += [f"KV bucket {name}" for name in await kv.missing_buckets(self.js)]
+        subscribed = {(s.consumer.stream, s.consumer.durable) for s in consumers.subscriptions(self.js)}
+        repairable = bool(gone)
+        for stream, durable in sorted({*consumers.needed(self.js), *self._expected}):
+            if not await consumers.exists(self.js, stream, durable):
+                gone.append(f"consumer {durable} on stream {stream}")
+                repairable = repairable or (stream, durable) in subscribed
+        if not gone and not self._streams_ready.is_set():
+            gone.append("JetStream set-up (in progress)")
+        return gone, repairable
 
     def subject_for(self, event: events.CloudEvent) -> str:
         return f"{self.config.events_subject}.{subject_token(event.type)}"
@@ -220,6 +338,7 @@ class Bus:
         self._closing = True
         if self._connector:
             self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
         if self.nc and not self.nc.is_closed:
             try:
                 await self.nc.drain()
@@ -228,14 +347,16 @@ class Bus:
 
 
 async def ensure_streams(js: JetStreamContext, bus: BusSettings,
-                         extra: list[api.StreamConfig] = ()) -> None:
-    """Create missing streams, update drifted ones; running it twice changes nothing."""
+                         extra: list[api.StreamConfig] = ()) -> list[str]:
+    """Create missing streams, update drifted ones (idempotent); what it created: ``stream <name>``."""
+    created = []
     for config in [*stream_configs(bus), *extra]:
         try:
             info = await js.stream_info(config.name)
         except nats.js.errors.NotFoundError:
             await js.add_stream(config)
             log.info("created stream %s (%s)", config.name, config.subjects[0])
+            created.append(f"stream {config.name}")
             continue
         current = info.config
         if (current.subjects, current.max_age, current.duplicate_window, current.max_bytes,
@@ -243,4 +364,20 @@ async def ensure_streams(js: JetStreamContext, bus: BusSettings,
                                           config.max_bytes, config.num_replicas):
             await js.update_stream(config)
             log.info("updated stream %s", config.name)
+    return created
+
+
+def shown(url: str) -> str:
+    """``url`` without user names, passwords or tokens, for log lines."""
+    return ",".join(re.sub(r"//[^@/]*@", "//", part.strip()) for part in url.split(","))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+def _report_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the NATS connection stopped: %s", _reason(task.exception()), exc_info=task.exception())
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -27,7 +29,9 @@ from nats.js.kv import KeyValue
 
 from router import errors
 
-__all__ = ["Bucket", "Entry", "NO_CHANGE", "open_bucket"]
+__all__ = ["Bucket", "Entry", "NO_CHANGE", "ensure_buckets", "missing_buckets", "needed_buckets", "open_bucket"]
+
+log = logging.getLogger(__name__)
 
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError)
 # JSStreamWrongLastSequenceErrF and JSStreamWrongLastSequenceConstantErr: the expected revision lost.
@@ -143,13 +147,56 @@ class Bucket:
 
 async def open_bucket(js: JetStreamContext, name: str, *, description: str, what: str, ttl: float = 0,
                       replicas: int = 1) -> Bucket:
-    """The bucket ``name``, created (history 1) if it does not exist yet."""
+    """The bucket ``name``, created (history 1) if it does not exist yet.
+
+    Remembered as needed by this process: the ``Bus`` re-creates it if the server loses it
+    (:func:`ensure_buckets`) and readiness checks it (:func:`missing_buckets`).
+    """
+    config = api.KeyValueConfig(bucket=name, history=1, ttl=ttl or None, replicas=replicas, description=description)
     try:
         try:
             kv = await js.key_value(name)
         except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-            kv = await js.create_key_value(api.KeyValueConfig(
-                bucket=name, history=1, ttl=ttl or None, replicas=replicas, description=description))
+            kv = await js.create_key_value(config)
     except NATS_ERRORS as exc:
         raise errors.BusUnavailable(f"cannot open {what} (bucket {name}): {exc.__class__.__name__}") from exc
+    _needed.setdefault(js, {})[name] = (config, what)
     return Bucket(kv, what)
+
+
+# What each JetStream context (one per connection) opened; weak, so a closed connection is forgotten.
+_needed: "weakref.WeakKeyDictionary[JetStreamContext, dict[str, tuple[api.KeyValueConfig, str]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def needed_buckets(js: JetStreamContext) -> list[str]:
+    return sorted(_needed.get(js, {}))
+
+
+async def _exists(js: JetStreamContext, name: str) -> bool:
+    # A Bucket cannot tell: reading a key of a deleted bucket answers "no such key".
+    try:
+        await js.stream_info(f"KV_{name}")
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+async def missing_buckets(js: JetStreamContext) -> list[str]:
+    """Needed buckets the server does not have; raises what NATS raises."""
+    return [name for name in needed_buckets(js) if not await _exists(js, name)]
+
+
+async def ensure_buckets(js: JetStreamContext) -> list[str]:
+    """Re-create needed buckets that are gone (same configuration); the names re-created.
+
+    Open ``Bucket`` objects keep working: they address the bucket by name.
+    """
+    created = []
+    for name, (config, what) in list(_needed.get(js, {}).items()):
+        if await _exists(js, name):
+            continue
+        await js.create_key_value(config)
+        log.info("re-created KV bucket %s (%s)", name, what)
+        created.append(name)
+    return created

@@ -6,11 +6,18 @@ Start-up order matters: the HTTP edge listens immediately (``/healthz`` answers,
 with Retry-After) while NATS is being reached, so a slow NATS never turns into refused connections
 at the load balancer. Shutdown is the reverse: stop accepting, drain the NATS connection (pending
 acks complete), then stop the embedded server.
+
+Everything that runs for the life of the process is a supervised part (``engine.supervisor``):
+``bus`` (connecting, and re-creating what the server lost), ``source/<name>`` for every background
+source, and ``executor``, ``router`` and ``reloader`` for routing. One failing part is restarted
+and shown in ``/readyz``; the others keep working. A configuration error in a part's first attempt
+ends ``serve`` with exit status 2 and one line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 
@@ -21,6 +28,7 @@ from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.edge import app as web_edge
 from router.engine import runs
+from router.engine import supervisor as supervision
 from router.engine.executor import Executor
 from router.engine.routing import EventRouter
 from router.plugins import catalog
@@ -41,6 +49,7 @@ async def nats_url(settings: Settings) -> tuple[str, embedded.EmbeddedNats | Non
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` (SIGINT, SIGTERM); ``errors.ConfigError`` if a part cannot start."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -51,52 +60,68 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     matcher = Matcher(rules.load(settings.rules.paths, plugins.actions)) if settings.rules.paths else Matcher([])
     routing = settings.router.enabled
     bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
+    supervisor = supervision.Supervisor(stop)
     server = None
-    tasks: list[asyncio.Task] = []
-    runner = web.AppRunner(web_edge.make_app(settings, bus, sources), access_log=None)
+    runner = web.AppRunner(web_edge.make_app(settings, bus, sources, supervisor), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
         log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
         url, server = await nats_url(settings)
-        await bus.start(url)
-        tasks += [asyncio.create_task(run(settings, bus), name=f"source-{name}")
-                  for name, run in plugins.background_sources.items()]
+        supervisor.add("bus", functools.partial(bus.run, url))
+        for name, run in plugins.background_sources.items():
+            supervisor.add(f"source/{name}", functools.partial(run, settings, bus))
         if routing:
-            tasks.append(asyncio.create_task(_route(bus, settings, plugins, matcher, stop), name="routing"))
+            Routing(bus, settings, plugins, matcher).supervise(supervisor)
         await stop.wait()
         log.info("shutting down")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await supervisor.close()
         await runner.cleanup()
         await bus.close()
         if server:
             await server.stop()
+    if supervisor.fatal is not None:
+        raise supervisor.fatal
 
 
-async def _route(bus: Bus, settings: Settings, plugins: catalog.Catalog, matcher: Matcher,
-                 stop: asyncio.Event) -> None:
-    """Event routing, run execution and rule reload, once the bus is ready."""
-    await bus.wait_ready()
-    states = await runs.RunStates.open(bus.js, settings)
-    router = EventRouter(bus, settings, matcher, states)
-    executor = Executor(bus, settings, plugins, states)
+class Routing:
+    """Event routing, run execution and rule reload: three parts sharing the rule set in force."""
 
-    def apply(new: Matcher) -> None:
-        router.matcher = new
+    def __init__(self, bus: Bus, settings: Settings, plugins: catalog.Catalog, matcher: Matcher) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.plugins = plugins
+        self.matcher = matcher
+        self.router: EventRouter | None = None
 
-    workers = [executor.run()]
-    if settings.rules.paths:
-        # Without rule files nothing can ever match: consuming every event would only cost the
-        # ingest path CPU (bench/ingest.py). Executors still serve `runs retry` and other routers.
-        workers.append(router.run())
-        workers.append(RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval).run())
-    try:
-        await asyncio.gather(*workers)
-    except Exception:
-        log.exception("routing stopped")
-        stop.set()
-        raise
+    def supervise(self, supervisor: supervision.Supervisor) -> None:
+        supervisor.add("executor", self.execute)
+        if self.settings.rules.paths:
+            # Without rule files nothing can ever match: consuming every event would only cost the
+            # ingest path CPU (bench/ingest.py). Executors still serve `runs retry` and other routers.
+            router = self.settings.router
+            self.bus.expect_consumer(self.settings.bus.events_stream, router.durable, router.start)
+            supervisor.add("router", self.route)
+            supervisor.add("reloader", self.reload)
+
+    def apply(self, new: Matcher) -> None:
+        self.matcher = new
+        if self.router is not None:
+            self.router.matcher = new
+
+    async def states(self) -> runs.RunStates:
+        await self.bus.wait_ready()
+        return await runs.RunStates.open(self.bus.js, self.settings)
+
+    async def execute(self) -> None:
+        await Executor(self.bus, self.settings, self.plugins, await self.states()).run()
+
+    async def route(self) -> None:
+        self.router = EventRouter(self.bus, self.settings, self.matcher, await self.states())
+        await self.router.run()
+
+    async def reload(self) -> None:
+        settings, plugins, apply = self.settings, self.plugins, self.apply
+        await RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval).run()

@@ -15,13 +15,14 @@ loaded (``router.plugins.catalog.load()``) before the settings are.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model
 
 from router import errors
 from router.config.base import Duration, Section
@@ -101,11 +102,34 @@ class RulesSettings(Section):
     """How often rule files are checked for changes (SIGHUP reloads at once)."""
 
 
+def parse_start(value: Any) -> Any:
+    """``new``, ``all`` or an RFC 3339 time with its offset (YAML may already have made it a datetime)."""
+    if isinstance(value, str) and value.strip().lower() in ("new", "all"):
+        return value.strip().lower()
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+    if not isinstance(when, datetime.datetime) or when.tzinfo is None:
+        raise ValueError(f"'{value}' is not new, all, or an RFC 3339 time with an offset "
+                         "such as 2026-05-01T08:00:00Z")
+    return when
+
+
+ConsumerStart = Annotated[Literal["new", "all"] | datetime.datetime, BeforeValidator(parse_start)]
+
+
 class RouterSettings(Section):
     enabled: bool = True
     """Consume events and run rules in this process (off: ingest only)."""
     durable: str = "trigger-router"
     """Name of the shared JetStream consumers; processes with the same name split the work."""
+    start: ConsumerStart = "new"
+    """Where the events consumer starts when it does not exist yet (a new ``durable``): ``new`` (events
+    stored since this process started), ``all`` (every stored event) or an RFC 3339 time. An existing
+    consumer is left as it is."""
     concurrency: int = Field(16, ge=1, le=1024)
     """Runs executed at once by this process."""
     ack_wait: Duration = 30.0

@@ -18,17 +18,19 @@ from router import errors
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters
+from router.engine import supervisor as supervision
 from router.model import events
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 
-__all__ = ["make_app", "BUS", "SETTINGS", "SOURCES"]
+__all__ = ["make_app", "BUS", "SETTINGS", "SOURCES", "SUPERVISOR"]
 
 log = logging.getLogger(__name__)
 
 BUS = web.AppKey("bus", Bus)
 SETTINGS = web.AppKey("settings", Settings)
 SOURCES = web.AppKey("sources", dict)
+SUPERVISOR = web.AppKey("supervisor", supervision.Supervisor)
 DELIVERY_ID = web.RequestKey("delivery_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -157,18 +159,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, detail = await request.app[BUS].ready()
-    return web.json_response({"status": "ok" if ready else "unavailable", "detail": detail},
-                             status=200 if ready else 503)
+    """503 naming every failing part and every missing bus piece; 200 when there is none.
+
+    Cheap enough for frequent probes: the part states are in memory and the bus check is cached
+    (``connection.READY_CACHE``)."""
+    supervisor = request.app.get(SUPERVISOR)
+    failing = supervisor.failing() if supervisor is not None else {}
+    missing = await request.app[BUS].missing()
+    if not failing and not missing:
+        return web.json_response({"status": "ok"})
+    problems = [f"{name} is failing ({reason})" for name, reason in failing.items()]
+    problems += [f"{piece} is missing" for piece in missing]
+    return web.json_response({"status": "unavailable", "detail": "; ".join(problems), "failing": failing,
+                              "missing": missing}, status=503)
 
 
-def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource]) -> web.Application:
+def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
+             supervisor: supervision.Supervisor | None = None) -> web.Application:
     # aiohttp's own limit is a backstop only; read_body enforces the configured one with a JSON 413.
     app = web.Application(middlewares=[errors_as_json],
                           client_max_size=settings.http.max_body_bytes + 1024 * 1024)
     app[SETTINGS] = settings
     app[BUS] = bus
     app[SOURCES] = sources
+    if supervisor is not None:
+        app[SUPERVISOR] = supervisor
     app.router.add_post("/events", post_events)
     app.router.add_post("/webhooks/{source}", post_webhook)
     app.router.add_post("/webhooks/{source}/{token}", post_webhook)
