@@ -27,7 +27,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
 from router import errors
-from router.bus import backoff, consumers, kv
+from router.bus import backoff, consumers, kv, limits
 from router.config.settings import BusSettings, NatsSettings
 from router.model import events
 from router.model.bindings import nats as nats_binding
@@ -297,6 +297,9 @@ class Bus:
             gone.append("JetStream set-up (in progress)")
         return gone, repairable
 
+    def _check_size(self, payload: bytes, headers: dict[str, str]) -> None:
+        limits.check_message(payload, headers, self.nc.max_payload if self.nc is not None else 0)
+
     def subject_for(self, event: events.CloudEvent) -> str:
         return f"{self.config.events_subject}.{subject_token(event.type)}"
 
@@ -305,6 +308,7 @@ class Bus:
             raise errors.BusUnavailable("not connected to NATS JetStream")
         hdrs, payload = nats_binding.to_binary(event)
         hdrs["Nats-Msg-Id"] = msg_id(event)
+        self._check_size(payload, hdrs)
         try:
             ack = await self.js.publish(
                 subject or self.subject_for(event), payload,
@@ -319,9 +323,10 @@ class Bus:
         """Publish a non-CloudEvent record (a run, a dead letter) with an explicit dedupe id."""
         if not self.connected or self.js is None:
             raise errors.BusUnavailable("not connected to NATS JetStream")
+        headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
+        self._check_size(payload, headers)
         try:
-            ack = await self.js.publish(subject, payload, timeout=self.settings.publish_timeout,
-                                        headers={**(headers or {}), "Nats-Msg-Id": msg_id})
+            ack = await self.js.publish(subject, payload, timeout=self.settings.publish_timeout, headers=headers)
         except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
         return Published(ack.stream, ack.seq, bool(ack.duplicate))

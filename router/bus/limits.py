@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from router import errors
 
-__all__ = ["HEADER_ROOM", "check"]
+__all__ = ["HEADER_ROOM", "check", "check_message"]
 
+HEADER_OVERHEAD = 16
+"""``NATS/1.0`` status line and the blank line that ends the header block."""
 HEADER_ROOM = 8 * 1024
 """Bytes kept free in a message for the ``ce-`` and ``Nats-Msg-Id`` headers of an ingested event."""
 
@@ -22,7 +24,20 @@ def check(max_body_bytes: int, max_payload: int) -> None:
     fits = max_payload - HEADER_ROOM
     if max_body_bytes > fits:
         raise errors.ConfigError(
-            f"http.max_body_bytes ({max_body_bytes}) does not fit in one NATS message: the server's "
+            f"{max_body_bytes} bytes do not fit in one NATS message: the server's "
             f"max_payload is {max_payload}, and {HEADER_ROOM} bytes are kept for headers; set "
             f"http.max_body_bytes to at most {fits}, or raise max_payload in the nats-server configuration",
             path="http.max_body_bytes")
+
+
+def check_message(payload: bytes, headers: dict[str, str], max_payload: int) -> None:
+    """``PayloadTooLarge`` for a message the server would refuse; checked before it is sent.
+
+    nats-server answers an oversized message with ``-ERR`` and closes the connection, and nats-py
+    checks only the payload, not the headers: one such message would cut every part of the router
+    off NATS. ``PayloadTooLarge`` is permanent; retrying cannot help.
+    """
+    size = len(payload) + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + HEADER_OVERHEAD
+    if max_payload and size > max_payload:
+        raise errors.PayloadTooLarge(f"the message is {size} bytes with its headers; "
+                                     f"the NATS server stores at most {max_payload} (max_payload)")

@@ -23,7 +23,8 @@ import signal
 
 from aiohttp import web
 
-from router.bus import embedded
+from router import errors
+from router.bus import embedded, limits
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.edge import app as web_edge
@@ -66,10 +67,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
+                                     f"{exc.strerror or exc}", path="http.port") from exc
         log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
         url, server = await nats_url(settings)
         supervisor.add("bus", functools.partial(bus.run, url))
+        supervisor.add("limits", functools.partial(check_limits, bus, settings))
         for name, run in plugins.background_sources.items():
             supervisor.add(f"source/{name}", functools.partial(run, settings, bus))
         if routing:
@@ -84,6 +90,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await server.stop()
     if supervisor.fatal is not None:
         raise supervisor.fatal
+
+
+async def check_limits(bus: Bus, settings: Settings) -> None:
+    """Once connected: the configured sizes must fit the server's ``max_payload`` (fatal if not)."""
+    await bus.wait_ready()
+    limits.check(settings.http.max_body_bytes, bus.nc.max_payload)
 
 
 class Routing:

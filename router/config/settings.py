@@ -90,7 +90,9 @@ class BusSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    max_body_bytes: int = Field(1024 * 1024 - 8 * 1024, gt=0)
+    """Larger bodies get 413. Must fit the NATS server's ``max_payload`` with 8 KiB for headers
+    (checked when ``serve`` connects): the default is 1 MiB - 8 KiB for nats-server's 1 MiB."""
     retry_after: int = Field(5, ge=1)
     """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
 

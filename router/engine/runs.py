@@ -109,7 +109,8 @@ def runs_stream_config(settings: Settings) -> api.StreamConfig:
         # max_age 0 means "keep forever", not "no window": min() would give 0, which nats-server
         # reads as its 2-minute default, and a redelivered event would then record its runs again.
         duplicate_window=min(settings.bus.duplicate_window, settings.bus.max_age or settings.bus.duplicate_window),
-        max_age=settings.bus.max_age, num_replicas=settings.bus.replicas,
+        # Never a byte limit: on a work queue it would discard runs that are still waiting.
+        max_age=settings.bus.max_age, max_bytes=-1, num_replicas=settings.bus.replicas,
         description="trigger-router: runs waiting to be executed",
     )
 

@@ -28,3 +28,18 @@ def test_body_limit_against_max_payload(body, payload, fits):
 
 def test_the_default_body_limit_fits_the_default_server():
     limits.check(settings_mod.HttpSettings().max_body_bytes, MiB)
+
+
+@pytest.mark.parametrize("payload, headers, refused", [
+    (b"x" * 1000, {"Nats-Msg-Id": "a"}, False),
+    (b"x" * (MiB - 100), {"Nats-Msg-Id": "a"}, False),
+    (b"x" * (MiB - 10), {"Nats-Msg-Id": "a"}, True),              # fits alone, not with its headers
+    (b"x" * 10, {"ce-type": "t" * MiB}, True),                      # a huge header alone
+    (b"x" * (MiB - 100), {"ce-x": "é" * 40}, True),                 # header bytes, not characters
+])
+def test_a_message_the_server_would_refuse_is_refused_before_sending(payload, headers, refused):
+    if not refused:
+        limits.check_message(payload, headers, MiB)
+        return
+    with pytest.raises(errors.PayloadTooLarge, match="max_payload"):
+        limits.check_message(payload, headers, MiB)
