@@ -16,9 +16,13 @@ async def test_router_killed_mid_run_finishes_it_exactly_once(nats_server, tmp_p
     rules = routers.exec_rule(tmp_path, log.path)
     first = start_router(nats_server.url, rules, free_port, tmp_path, "first")
     second = None
-    [event] = await routers.publish_events(nats_server.url, 1, "kill", lambda i: {"sleep": 3})
-    run = runs.run_id(routers.RULE, event)
     try:
+        async with routers.connected(nats_server.url) as probe:
+            subscribed = await routers.wait_for(probe.subscribed, bool, 60)
+        assert subscribed.ok, f"never subscribed; router log:\n{routers.log_tail(tmp_path, 'first')}"
+        [event] = await routers.publish_events(nats_server.url, 1, "kill", lambda i: {"sleep": 3})
+        run = runs.run_id(routers.RULE, event)
+
         async def begun():
             return log.begun()[run]
         began = await routers.wait_for(begun, lambda n: n == 1, 30)
@@ -31,12 +35,13 @@ async def test_router_killed_mid_run_finishes_it_exactly_once(nats_server, tmp_p
             done = await routers.wait_finished(probe, {run}, timeout=30)
             exited = await routers.actions_exited(log)
             states, finished = await probe.states(), await probe.finished()
+            announced = await probe.announced()
     finally:
         stop_router(first)
         if second:
             stop_router(second)
     executions = log.executions()
-    count = routers.tally(executions, {run}, killed)
+    count = routers.tally(executions, {run}, killed, announced)
     print(count.line("killed mid-run"))
     assert done.ok and exited.ok, f"{done.value} {exited.value}\n{routers.log_tail(tmp_path, 'second')}"
     assert not count.reexecuted and not count.never_completed, count.line("killed mid-run")
@@ -66,11 +71,12 @@ async def test_two_routers_share_500_events_exactly_once(nats_server, tmp_path):
             expected = {runs.run_id(routers.RULE, event) for event in batch}
             done = await routers.wait_finished(probe, expected, timeout=180)
             states, finished = await probe.states(), await probe.finished()
+            announced = await probe.announced()
     finally:
         for process in processes:
             stop_router(process)
     executions = log.executions()
-    count = routers.tally(executions, expected)
+    count = routers.tally(executions, expected, announced=announced)
     print(count.line("two routers, 500 events"))
     assert done.ok, f"not all finished: {routers.state_summary(done.value[0], expected)}; {count.line('500')}"
     assert count.executions == 500 and count.per_run == dict.fromkeys(expected, 1), count.line("500")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import nats
+import nats.aio.client
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext, api
@@ -146,6 +147,11 @@ class Execution:
     def at(self) -> float:
         return self.begun if self.begun is not None else self.done  # type: ignore[return-value]
 
+    def describe(self, killed: float | None) -> str:
+        when = lambda t: "-" if t is None else f"{t:.3f}"  # noqa: E731
+        return (f"router {self.router} pid {self.pid} began {when(self.begun)} completed {when(self.done)}"
+                + (f" router killed {when(killed)}" if killed else ""))
+
 
 class ExecLog:
     def __init__(self, path: Path) -> None:
@@ -202,12 +208,15 @@ class Tally:
     stopped: list[Execution] = field(default_factory=list)
     """Executions that never completed although their router was not killed (cancelled by it)."""
     reexecuted: list[str] = field(default_factory=list)
-    """Run ids executed again after an execution that completed: never allowed."""
+    """Run ids executed again after an execution that completed, or after their ``finished`` was
+    published: never allowed."""
     never_completed: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     """Run ids in the log that the test did not expect."""
     per_run: dict[str, int] = field(default_factory=dict)
     """Executions by run id."""
+    details: list[str] = field(default_factory=list)
+    """For each re-executed run, its executions and the kill of their routers."""
 
     @property
     def reexecutions(self) -> int:
@@ -225,17 +234,24 @@ class Tally:
                 f"unexpected={len(self.unexpected)}")
 
 
+GRACE = 1.0
+"""Seconds between an action's completion line and its router's death in which the router may not
+have stored the result yet. The true window is a few round trips to NATS; a loaded two-core
+machine stretches it, and a kill inside it makes a re-execution that no design can avoid."""
+
+
 def tally(executions: list[Execution], expected: set[str], kills: dict[int, float] | None = None,
-          grace: float = 0.25) -> Tally:
+          announced: dict[str, float] | None = None, grace: float = GRACE) -> Tally:
     """Count executions per run and judge them.
 
     An execution counts as *interrupted* if it never wrote its completion line, or its router was
-    killed while it ran or less than ``grace`` seconds after it completed (the router cannot have
-    stored a result it had not yet seen). Every execution of a run but the last must be interrupted:
-    a run executed again after an execution that completed is a re-execution the router must never
-    do. ``kills`` maps router pids to the time they were SIGKILLed.
+    killed while it ran or less than ``grace`` seconds after it completed. Every execution of a run
+    but the last must be interrupted: a run executed again after an execution that completed is a
+    re-execution the router must never do. So is one that begins after the run's ``finished``
+    outcome was stored (``announced``: run id to time), whatever the grace. ``kills`` maps router
+    pids to the time they were SIGKILLed.
     """
-    kills = kills or {}
+    kills, announced = kills or {}, announced or {}
     by_run: dict[str, list[Execution]] = {}
     for execution in executions:
         by_run.setdefault(execution.run, []).append(execution)
@@ -249,14 +265,14 @@ def tally(executions: list[Execution], expected: set[str], kills: dict[int, floa
         return execution.done is None or execution.done > killed - grace
 
     for run, found in by_run.items():
-        for earlier in found[:-1]:
-            if killed_during(earlier):
-                result.killed_mid_action.append(earlier)
-            elif earlier.done is None:
-                result.stopped.append(earlier)
-            else:
+        for earlier, later in zip(found, found[1:]):
+            if later.at > announced.get(run, float("inf")) or not (killed_during(earlier) or earlier.done is None):
                 result.reexecuted.append(run)
+                result.details.append(f"run {run}: " + "; ".join(
+                    e.describe(kills.get(e.router)) for e in found) + (
+                    f"; finished stored at {announced[run]:.3f}" if run in announced else ""))
                 break
+            (result.killed_mid_action if killed_during(earlier) else result.stopped).append(earlier)
     result.never_completed = sorted(run for run in expected if not any(e.done for e in by_run.get(run, [])))
     result.unexpected = sorted(set(by_run) - expected)
     return result
@@ -267,14 +283,30 @@ def tally(executions: list[Execution], expected: set[str], kills: dict[int, floa
 class Probe:
     """Read-only views of the router's JetStream state, on a connection of the test's own."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, nc: nats.aio.client.Client | None = None) -> None:
         self.js = js
+        self.nc = nc
+        """Needed only for ``watch_naks`` (advisories are core NATS messages)."""
+        self.naks: Counter = Counter()
+        """Naks per ``(stream, stream sequence)`` since ``watch_naks``, from JetStream's advisories."""
+
+    async def watch_naks(self) -> None:
+        """Count every nak from now on: JetStream announces each on ``$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED``."""
+        async def counted(msg) -> None:
+            advisory = json.loads(msg.data)
+            self.naks[(advisory["stream"], advisory["stream_seq"])] += 1
+        await self.nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.>", cb=counted)
 
     async def consumer(self, stream: str, durable: str) -> api.ConsumerInfo | None:
         try:
             return await self.js.consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:
             return None
+
+    async def subscribed(self) -> bool:
+        """Both shared consumers exist: an event published from now on will be routed, whatever
+        ``router.start`` says about events stored before a router started."""
+        return await self.consumer(*EVENTS) is not None and await self.consumer(*RUNS) is not None
 
     async def drained(self, stream: str, durable: str) -> bool:
         """The consumer exists and has nothing left to deliver nor anything delivered unacknowledged."""
@@ -315,26 +347,42 @@ class Probe:
 
     async def finished(self, stream: str = "TR_OUTCOMES", subjects: str = "tr.outcomes.finished.>") -> list[dict]:
         """Every stored ``finished`` outcome (the CDEvent body), read with an ordered consumer."""
-        return [json.loads(data) for _, _, data in await self.messages(stream, subjects)]
+        return [json.loads(stored.data) for stored in await self.messages(stream, subjects)]
 
-    async def messages(self, stream: str, subjects: str = ">") -> list[tuple[str, dict, bytes]]:
-        """(subject, headers, data) of every message on ``subjects`` of ``stream``, in order."""
+    async def announced(self) -> dict[str, float]:
+        """When each run's first ``finished`` outcome was stored (epoch seconds), by run id."""
+        found: dict[str, float] = {}
+        for stored in await self.messages("TR_OUTCOMES", "tr.outcomes.finished.>"):
+            found.setdefault(json.loads(stored.data)["subject"]["id"], stored.at)
+        return found
+
+    async def messages(self, stream: str, subjects: str = ">") -> list[Stored]:
+        """Every message on ``subjects`` of ``stream``, in order."""
         try:
             info = await self.js.stream_info(stream, subjects_filter=subjects)
         except nats.js.errors.NotFoundError:
             return []
-        stored = sum((info.state.subjects or {}).values())
-        if not stored:
+        count = sum((info.state.subjects or {}).values())
+        if not count:
             return []
         sub = await self.js.subscribe(subjects, ordered_consumer=True, stream=stream)
         try:
             found = []
-            while len(found) < stored:
+            while len(found) < count:
                 msg = await sub.next_msg(timeout=5)
-                found.append((msg.subject, dict(msg.headers or {}), msg.data))
+                found.append(Stored(msg.subject, dict(msg.headers or {}), msg.data, msg.metadata.timestamp.timestamp()))
             return found
         finally:
             await sub.unsubscribe()
+
+
+@dataclass(frozen=True)
+class Stored:
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+    at: float
+    """When JetStream stored it (epoch seconds)."""
 
 
 @contextlib.asynccontextmanager
@@ -342,7 +390,7 @@ async def connected(url: str):
     """``async with connected(url) as p``: a Probe on a connection of its own, closed afterwards."""
     nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
     try:
-        yield Probe(nc.jetstream())
+        yield Probe(nc.jetstream(), nc)
     finally:
         await nc.close()
 
