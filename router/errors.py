@@ -50,6 +50,12 @@ class Unauthorized(IngestError):
     status = 401
 
 
+class Forbidden(IngestError):
+    """The sender is authenticated but not allowed to send this (a token's allow-list, a reserved type)."""
+
+    status = 403
+
+
 class NotFound(IngestError):
     status = 404
 

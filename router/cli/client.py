@@ -36,7 +36,8 @@ async def connect(settings: Settings):
     try:
         return await nats.connect(**options)
     except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
-        raise errors.ConfigError(f"cannot connect to NATS at {url}: {exc}", path="nats.url") from exc
+        raise errors.ConfigError(f"cannot connect to NATS at {connection.shown(url)}: {exc}",
+                                 path="nats.url") from exc
 
 
 async def open_bus(settings: Settings, extra_streams=()) -> connection.Bus:

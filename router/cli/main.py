@@ -83,13 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    redact = logs.Redactor()
     try:
         catalog.load()  # plug-ins register their settings sections before the file is validated
         settings = settings_mod.load(args.config)
-        logs.configure(settings.log)
+        redact = logs.configure(settings.log, logs.secret_values(settings))
         return _dispatch(args, settings)
     except errors.TriggerRouterError as exc:
-        print(f"trigger-router: error: {exc}", file=sys.stderr)
+        print(f"trigger-router: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

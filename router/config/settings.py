@@ -18,16 +18,19 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model, model_validator
 
 from router import errors
 from router.config.base import Duration, Section
 
-__all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model"]
+__all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
+           "without_credentials"]
 
 ENV_PREFIX = "TRIGGER_ROUTER_"
 CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
@@ -97,6 +100,40 @@ class HttpSettings(Section):
     """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
 
 
+class EventsClient(Section):
+    """One sender of ``POST /events``: its bearer tokens and, optionally, what it may send."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """Named in log lines and 403 answers in place of the token."""
+    tokens: list[SecretStr] = Field(min_length=1)
+    """Accepted bearer tokens (several, so one can be rotated); ``tokens_file``: one per line."""
+    sources: list[str] = []
+    """Prefixes of the ``source`` attribute this client may send; empty: any source."""
+    types: list[str] = []
+    """Prefixes of the ``type`` attribute this client may send; empty: any type that is not reserved.
+    A reserved type (``com.github.``, ``io.k8s.``, ... see README) needs a prefix inside its family."""
+
+
+class EventsAuthSettings(Section):
+    required: Literal["auto"] | bool = "auto"
+    """Whether ``POST /events`` needs a bearer token. ``auto``: when ``http.host`` is not loopback."""
+    tokens: list[SecretStr] = []
+    """Bearer tokens that may send any event whose type is not reserved; ``tokens_file``: one per
+    line. With none here nor in ``clients`` while required, every ``/events`` request gets 401."""
+    clients: list[EventsClient] = []
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "EventsAuthSettings":
+        names = [client.name for client in self.clients]
+        if len(set(names)) != len(names):
+            raise ValueError("two events_auth.clients have the same name")
+        tokens = [t.get_secret_value() for t in self.tokens] + [
+            t.get_secret_value() for client in self.clients for t in client.tokens]
+        if len(set(tokens)) != len(tokens) or "" in tokens:
+            raise ValueError("every events_auth token must be non-empty and belong to one client only")
+        return self
+
+
 class RulesSettings(Section):
     paths: list[str] = []
     """Rule files, directories (every *.yaml / *.yml below) and globs."""
@@ -154,6 +191,7 @@ class Settings(Section):
     nats: NatsSettings = NatsSettings()
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
+    events_auth: EventsAuthSettings = EventsAuthSettings()
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
     log: LogSettings = LogSettings()
@@ -293,6 +331,19 @@ def _resolve_secret_files(raw: dict[str, Any], model: type[BaseModel], prefix: s
         sub = field_info.annotation if field_info else None
         if isinstance(raw[key], dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
             _resolve_secret_files(raw[key], sub, f"{path}.", source)
+        item = (typing.get_args(sub) or [None])[0] if typing.get_origin(sub) is list else None
+        if isinstance(raw[key], list) and isinstance(item, type) and issubclass(item, BaseModel):
+            for index, entry in enumerate(raw[key]):  # events_auth.clients: sections in a list
+                if isinstance(entry, dict):
+                    _resolve_secret_files(entry, item, f"{path}.{index}.", source)
+
+
+_USERINFO = re.compile(r"(?<=//)[^@/\s]*@")
+
+
+def without_credentials(url: str) -> str:
+    """``nats://u:PW@host,nats://TOKEN@other`` -> ``nats://***@host,nats://***@other``."""
+    return _USERINFO.sub("***@", url)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -301,6 +352,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     def scrub(value: Any) -> Any:
         if isinstance(value, SecretStr):
             return "***"
+        if isinstance(value, str) and "@" in value:
+            return without_credentials(value)
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -19,6 +19,7 @@ from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
+from router.edge import tokens
 from router.model import events
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
@@ -100,6 +101,7 @@ async def publish(request: web.Request, batch: list[events.CloudEvent]) -> list[
 async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
     batch = http_binding.parse(request.headers.get("Content-Type"), request.headers.items(), body)
+    tokens.authorize(request.app[SETTINGS], request.headers, batch)  # 401/403 before anything is stored
     accepted = await publish(request, batch)
     if log.isEnabledFor(logging.INFO):
         log.info("POST /events stored %d event(s): %s", len(accepted), ", ".join(a["id"] for a in accepted))
