@@ -27,14 +27,16 @@ class IngestError(TriggerRouterError):
     """A request to the HTTP edge was refused; nothing from it was published.
 
     ``status`` is the HTTP status the edge answers with; ``detail`` is safe to show the sender (it
-    never contains a secret or the payload).
+    never contains a secret or the payload); ``limit`` names the bound a request exceeded
+    (``http.max_batch_events``, ``max_subject_bytes``; see ``router.bus.limits``), if that is why.
     """
 
     status = 400
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, limit: str | None = None) -> None:
         self.detail = detail
         self.field = field
+        self.limit = limit
         super().__init__(detail)
 
 
@@ -62,6 +64,12 @@ class NotFound(IngestError):
 
 class PayloadTooLarge(IngestError):
     status = 413
+
+
+class RequestTimeout(IngestError):
+    """The sender did not send the whole request within the edge's read timeout (``http.body_timeout``)."""
+
+    status = 408
 
 
 class UnsupportedMediaType(IngestError):

@@ -8,58 +8,40 @@ window instead of becoming a second event.
 
 A NATS server that comes back with an empty store must not leave the router connected but deaf:
 :meth:`Bus.run` re-creates streams, KV buckets and durable consumers after every reconnect and when
-:meth:`Bus.missing` finds one gone; no failed connection attempt goes unlogged.
+:meth:`Bus.missing` finds one gone, and replaces a client nats-py closed for good (after an -ERR);
+no failed connection attempt goes unlogged. Messages are checked whole before sending
+(``publishing``), so no single one can make the server drop the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import ssl
 import time
-from dataclasses import dataclass
-
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
 from router import errors
-from router.bus import backoff, consumers, kv, limits
+from router.bus import backoff, consumers, kv, publishing
+from router.bus.publishing import Published, msg_id, subject_token  # noqa: F401 (the bus's surface)
 from router.config.settings import BusSettings, NatsSettings
 from router.model import events
-from router.model.bindings import nats as nats_binding
 
 log = logging.getLogger(__name__)
 
-_SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
 RETRY_BASE = 0.2
 RETRY_CAP = 10.0
 """Connecting, reconnecting and setting up JetStream wait ``backoff.delay(n, RETRY_BASE, RETRY_CAP)``."""
 READY_CACHE = 1.0
 """Seconds a readiness check is reused: probes are frequent, and each check asks the server a dozen things."""
+STUCK_AFTER = 60.0
+"""Seconds a closed client may go unreplaced (a supervisor restarting :meth:`run`) before ``/healthz`` fails."""
 RECHECK = 30.0
 """Without readiness probes, how often :meth:`Bus.run` looks for lost pieces itself."""
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    stream: str
-    seq: int
-    duplicate: bool
-
-
-def msg_id(event: events.CloudEvent) -> str:
-    """Stable across retries and redeliveries: (source, id) identifies an event (core spec §3.1.1)."""
-    digest = hashlib.sha256(f"{event.source}\x00{event.id}".encode()).hexdigest()
-    return f"ce-{digest[:40]}"
-
-
-def subject_token(value: str) -> str:
-    tokens = [_SUBJECT_UNSAFE.sub("_", token) for token in value.split(".")]
-    return ".".join(token or "_" for token in tokens)
 
 
 def stream_configs(bus: BusSettings) -> list[api.StreamConfig]:
@@ -153,6 +135,8 @@ class Bus:
         self._expected: dict[tuple[str, str], consumers.Start] = {}
         self._checked: tuple[float, list[str]] = (-READY_CACHE, [])
         self._checking = asyncio.Lock()
+        self._stopped_at: float | None = 0.0  # when run() last ended; None while it runs
+        self.replaced = 0  # closed clients replaced: each one an outage of this process's bus
 
     def expect_consumer(self, stream: str, durable: str, start: consumers.Start = "all") -> None:
         """Readiness waits for this consumer; created by its first subscriber, starting at ``start``."""
@@ -171,10 +155,17 @@ class Bus:
     async def run(self, url: str) -> None:
         """Connect, then keep what this process needs on the server, for the life of the process."""
         self.url = url
-        if self.nc is None or self.nc.is_closed:
-            await self._connect(url)
+        self._stopped_at = None
+        try:
+            await self._keep(url)
+        finally:
+            self._stopped_at = time.monotonic()
+
+    async def _keep(self, url: str) -> None:
         retry = backoff.Backoff(RETRY_BASE, RETRY_CAP)
         while True:
+            if self.nc is None or self.nc.is_closed:  # nats-py gives up a client for good after an -ERR
+                await self._connect(url)
             self._damaged.clear()  # before repairing: damage found meanwhile means one more round
             try:
                 await self._repair()
@@ -206,8 +197,12 @@ class Bus:
                 if len(failures) >= len(servers):  # every server refused once: this attempt failed
                     raise _Unreachable(exc)
 
+            async def on_closed() -> None:
+                if self.nc is nc and not self._closing:
+                    self._lost(nc)
+
             try:
-                await nc.connect(**connect_options(self.settings, url), error_cb=on_error,
+                await nc.connect(**connect_options(self.settings, url), error_cb=on_error, closed_cb=on_closed,
                                  reconnected_cb=self._on_reconnected, disconnected_cb=self._on_disconnected,
                                  reconnect_to_server_handler=self._next_server)
                 break
@@ -222,6 +217,20 @@ class Bus:
         failed = self._unreachable.over()
         log.info("connected to NATS %s%s", nc.connected_url.netloc if nc.connected_url else shown(url),
                  f" after {failed} failed attempt(s)" if failed else "")
+
+    def _lost(self, nc: Client) -> None:
+        """The client was closed under us (an -ERR the server disconnects for): :meth:`run` replaces it."""
+        self.replaced += 1
+        self._streams_ready.clear()
+        log.warning("the NATS client was closed (%s); connecting a new one", _reason(nc.last_error or Exception()))
+        self._damaged.set()
+
+    def unrecoverable(self) -> str | None:
+        """Why this process cannot get back onto NATS by itself (``/healthz`` fails): a closed client
+        that no :meth:`run` has been replacing for ``STUCK_AFTER`` seconds; ``None`` otherwise."""
+        stuck = (not self._closing and self.nc is not None and self.nc.is_closed and self._stopped_at is not None
+                 and time.monotonic() - self._stopped_at >= STUCK_AFTER)
+        return f"the NATS client is closed and has not been replaced for {STUCK_AFTER:.0f}s" if stuck else None
 
     def _next_server(self, servers: list, info: dict) -> tuple:
         """nats-py's reconnect hook: the least tried server, after the one backoff formula's delay."""
@@ -297,43 +306,44 @@ class Bus:
             gone.append("JetStream set-up (in progress)")
         return gone, repairable
 
-    def _check_size(self, payload: bytes, headers: dict[str, str]) -> None:
-        limits.check_message(payload, headers, self.nc.max_payload if self.nc is not None else 0)
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload if self.nc is not None else 0
 
     def subject_for(self, event: events.CloudEvent) -> str:
         return f"{self.config.events_subject}.{subject_token(event.type)}"
 
+    def encode(self, event: events.CloudEvent, subject: str | None = None) -> publishing.Outgoing:
+        """``publishing.encode`` for this bus: every bound checked, nothing sent."""
+        return publishing.encode(event, subject or self.subject_for(event), self.max_payload,
+                                 from_type=subject is None)
+
     async def publish(self, event: events.CloudEvent, subject: str | None = None) -> Published:
-        if not self.connected or self.js is None:
-            raise errors.BusUnavailable("not connected to NATS JetStream")
-        hdrs, payload = nats_binding.to_binary(event)
-        hdrs["Nats-Msg-Id"] = msg_id(event)
-        self._check_size(payload, hdrs)
-        try:
-            ack = await self.js.publish(
-                subject or self.subject_for(event), payload,
-                timeout=self.settings.publish_timeout, headers=hdrs,
-            )
-        except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
-        return Published(ack.stream, ack.seq, bool(ack.duplicate))
+        return await self.send(self.encode(event, subject))  # a bad event is refused even while down
 
     async def publish_raw(self, subject: str, payload: bytes, msg_id: str,
                           headers: dict[str, str] | None = None) -> Published:
         """Publish a non-CloudEvent record (a run, a dead letter) with an explicit dedupe id."""
+        return await self.send(publishing.encode_raw(subject, payload, msg_id, headers, self.max_payload))
+
+    async def send(self, message: publishing.Outgoing) -> Published:
+        """Send an encoded message; returns once JetStream acknowledged storage."""
         if not self.connected or self.js is None:
             raise errors.BusUnavailable("not connected to NATS JetStream")
-        headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
-        self._check_size(payload, headers)
         try:
-            ack = await self.js.publish(subject, payload, timeout=self.settings.publish_timeout, headers=headers)
+            ack = await self.js.publish(message.subject, message.payload, timeout=self.settings.publish_timeout,
+                                        headers=message.headers)
         except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
         return Published(ack.stream, ack.seq, bool(ack.duplicate))
 
     async def publish_all(self, batch: list[events.CloudEvent]) -> list[Published]:
-        """Publish concurrently; succeeds only when every event is stored (retries are deduplicated)."""
-        results = await asyncio.gather(*(self.publish(e) for e in batch), return_exceptions=True)
+        """Every event encoded and checked before any is sent (a batch is refused whole), then sent
+        concurrently; succeeds only when every event is stored (retries are deduplicated)."""
+        return await self.send_all([self.encode(event) for event in batch])
+
+    async def send_all(self, messages: list[publishing.Outgoing]) -> list[Published]:
+        results = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -1,22 +1,49 @@
-"""Size limits checked where they are configured, against the NATS server's ``max_payload``.
+"""Bounds every message is checked against before it reaches NATS, and the start-up size check.
 
-Every message the router writes (an ingested event, a run record, a run state, an outcome) is
-one NATS message, and nats-server refuses anything over its ``max_payload`` (1 MiB by default).
-A limit the router accepts but the bus cannot store is found too late otherwise: as a 413 for
-every large webhook or, before ``Bus._check_size``, as an endless retry. So ``serve`` checks the
-configured limits once connected, and refuses to start with the keys to change.
+nats-server answers a message it cannot take with ``-ERR`` and closes the connection, and nats-py
+then closes its client for good: one oversized subject, header block or payload would cut every
+part of the router off NATS. So nothing is sent that the server could refuse. The bounds:
+
+- ``MAX_SUBJECT_BYTES``: a subject (``<bus.events_subject>.<type>`` for an event). nats-server reads
+  ``HPUB <subject> <reply inbox> <sizes>`` as one control line of at most 4 KiB
+  (``max_control_line``); 1 KiB leaves room for the inbox and keeps JetStream's subject index small.
+- ``MAX_ATTRIBUTE_BYTES``: one attribute value, in UTF-8 (an event's ``type`` is bounded by the
+  subject first). ``MAX_ATTRIBUTES``: attributes of one event (each is a ``ce-`` header).
+- header names must be HTTP tokens and values must not contain CR, LF or NUL (they would end the
+  NATS header block early); ``MAX_HEADERS`` per message.
+- the whole message, headers included, against the ``max_payload`` the server announced at connect.
+- ``json_depth``: nesting of a JSON body (the sender's; Python's parser recurses per level).
+
+Each violation is an ``errors.IngestError`` with ``limit`` naming the bound, permanent: retrying
+cannot help, so the edge answers 4xx, never 503. A limit the router is configured with but the bus
+cannot store (``http.max_body_bytes`` against ``max_payload``) is refused by :func:`check` when
+``serve`` connects.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Mapping
+
 from router import errors
 
-__all__ = ["HEADER_ROOM", "check", "check_message"]
+__all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADERS", "MAX_SUBJECT_BYTES",
+           "check", "check_attributes", "check_headers", "check_message", "check_subject", "json_depth"]
 
 HEADER_OVERHEAD = 16
 """``NATS/1.0`` status line and the blank line that ends the header block."""
 HEADER_ROOM = 8 * 1024
 """Bytes kept free in a message for the ``ce-`` and ``Nats-Msg-Id`` headers of an ingested event."""
+MAX_SUBJECT_BYTES = 1024
+MAX_ATTRIBUTE_BYTES = 4096
+MAX_ATTRIBUTES = 64
+MAX_HEADERS = MAX_ATTRIBUTES + 8
+"""The ``ce-`` headers plus ``Content-Type``, ``Nats-Msg-Id`` and the attribute types header."""
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+# A JSON string literal (skipped whole, escapes included) or one bracket.
+_JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 def check(max_body_bytes: int, max_payload: int) -> None:
@@ -33,11 +60,65 @@ def check(max_body_bytes: int, max_payload: int) -> None:
 def check_message(payload: bytes, headers: dict[str, str], max_payload: int) -> None:
     """``PayloadTooLarge`` for a message the server would refuse; checked before it is sent.
 
-    nats-server answers an oversized message with ``-ERR`` and closes the connection, and nats-py
-    checks only the payload, not the headers: one such message would cut every part of the router
-    off NATS. ``PayloadTooLarge`` is permanent; retrying cannot help.
+    nats-py checks only the payload, not the headers, against ``max_payload``.
     """
     size = len(payload) + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + HEADER_OVERHEAD
     if max_payload and size > max_payload:
         raise errors.PayloadTooLarge(f"the message is {size} bytes with its headers; "
-                                     f"the NATS server stores at most {max_payload} (max_payload)")
+                                     f"the NATS server stores at most {max_payload} (max_payload)",
+                                     limit="max_payload")
+
+
+def check_subject(subject: str, field: str | None = None) -> None:
+    """``PayloadTooLarge`` for a subject over ``MAX_SUBJECT_BYTES`` (``field``: where it came from)."""
+    size = len(subject.encode("utf-8", "surrogatepass"))
+    if size > MAX_SUBJECT_BYTES:
+        what = f"attribute '{field}' makes the subject" if field else "the subject is"
+        raise errors.PayloadTooLarge(f"{what} {size} bytes long; at most {MAX_SUBJECT_BYTES} are allowed "
+                                     "(max_subject_bytes)", field=field, limit="max_subject_bytes")
+
+
+def check_attributes(attributes: Mapping[str, object]) -> None:
+    """``PayloadTooLarge`` for too many attributes or an attribute value over ``MAX_ATTRIBUTE_BYTES``."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise errors.PayloadTooLarge(f"the event has {len(attributes)} attributes; at most {MAX_ATTRIBUTES} "
+                                     "are allowed (max_attributes)", limit="max_attributes")
+    for name, value in attributes.items():
+        if value.__class__ is str and len(value) * 4 > MAX_ATTRIBUTE_BYTES:  # only long ones are measured
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_ATTRIBUTE_BYTES:
+                raise errors.PayloadTooLarge(f"attribute '{name}' is {size} bytes; at most {MAX_ATTRIBUTE_BYTES} "
+                                             "are allowed (max_attribute_bytes)", field=name,
+                                             limit="max_attribute_bytes")
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """``BadRequest`` for a header that would break the NATS header block; ``PayloadTooLarge`` for too many."""
+    if len(headers) > MAX_HEADERS:
+        raise errors.PayloadTooLarge(f"the message has {len(headers)} headers; at most {MAX_HEADERS} are "
+                                     "allowed (max_headers)", limit="max_headers")
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise errors.BadRequest(f"header name {name!r} is not an HTTP token", field=name, limit="header_syntax")
+        if _UNSAFE_VALUE.search(value):
+            raise errors.BadRequest(f"header {name} contains CR, LF or NUL", field=name, limit="header_syntax")
+
+
+def json_depth(body: bytes, max_depth: int) -> None:
+    """``BadRequest`` when ``body`` nests arrays and objects deeper than ``max_depth``.
+
+    Checked on the bytes, before parsing: the parser recurses per level, so a deep document costs
+    a ``RecursionError`` (a 500) instead of a 400. Brackets inside strings do not count.
+    """
+    if body.count(b"[") + body.count(b"{") <= max_depth:  # the common case costs two scans in C
+        return
+    depth = 0
+    for match in _JSON_NESTING.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise errors.BadRequest(f"JSON nests deeper than {max_depth} levels (http.max_json_depth)",
+                                        limit="http.max_json_depth")
+        elif token in (b"]", b"}"):
+            depth -= 1

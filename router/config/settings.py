@@ -98,6 +98,17 @@ class HttpSettings(Section):
     (checked when ``serve`` connects): the default is 1 MiB - 8 KiB for nats-server's 1 MiB."""
     retry_after: int = Field(5, ge=1)
     """Seconds suggested to senders in ``Retry-After`` while JetStream cannot store."""
+    max_batch_events: int = Field(100, ge=1, le=10_000)
+    """Events one ``application/cloudevents-batch+json`` request may carry; more get 413."""
+    max_json_depth: int = Field(64, ge=2, le=512)
+    """Nesting of arrays and objects a JSON body may have; deeper gets 400 (checked before parsing)."""
+    header_timeout: Duration = 10.0
+    """A request's line and headers must arrive within this time of its first byte, or the
+    connection is closed (slow senders cannot hold connections open)."""
+    body_timeout: Duration = 30.0
+    """A request's body must arrive within this time of its headers, or it gets 408."""
+    keepalive_timeout: Duration = 75.0
+    """An idle keep-alive connection is closed after this time."""
 
 
 class EventsClient(Section):

@@ -1,13 +1,20 @@
 """The HTTP edge: CloudEvents and webhook ingest, health and readiness.
 
 This is the only module that turns errors into HTTP statuses. Every refusal is a JSON body
-``{"error": <status text>, "detail": <what is wrong>, "field": <which field, if one>}``; log lines
-name the delivery id and the reason, never a secret or the payload. A 2xx is sent only after
-JetStream has acknowledged storage of every event of the request.
+``{"error": <status text>, "detail": <what is wrong>, "field": <which field, if one>, "limit": <the
+bound it broke, if one>}``; log lines name the delivery id and the reason, never a secret or the
+payload. A 2xx is sent only after JetStream has acknowledged storage of every event of the request.
+
+Requests are all or nothing: every bound (``router.bus.limits``: body size, JSON depth, events per
+batch, attribute and subject lengths, the server's ``max_payload``) is checked and every event of
+a request encoded before the first is published, so a request that can never be stored gets a 4xx
+with nothing stored, and 503 is kept for what a retry can fix (JetStream not storing right now).
+Requests aiohttp cannot even parse, and slow senders, are ``protocol``'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from typing import Awaitable, Callable
@@ -15,11 +22,12 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from router import errors
+from router.bus import limits, publishing
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
-from router.edge import tokens
+from router.edge import protocol, tokens
 from router.model import events
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
@@ -38,16 +46,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(status: int, detail: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": _REASONS.get(status, "error"), "detail": detail}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status, headers=headers)
-
-
-_REASONS = {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
-            413: "payload too large", 415: "unsupported media type", 503: "service unavailable",
-            500: "internal error"}
+                   headers: dict[str, str] | None = None, limit: str | None = None) -> web.Response:
+    return protocol.json_error(status, detail, field=field, limit=limit, headers=headers)
 
 
 @web.middleware
@@ -62,8 +62,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.info("%s %s delivery=%s refused (%d): %s", request.method, request.path, delivery,
                  exc.status, exc.detail)
         retry_after = getattr(exc, "retry_after", None)
-        return error_response(exc.status, exc.detail, exc.field,
-                              headers={"Retry-After": str(retry_after)} if retry_after else None)
+        response = error_response(exc.status, exc.detail, exc.field,
+                                  headers={"Retry-After": str(retry_after)} if retry_after else None,
+                                  limit=getattr(exc, "limit", None))
+        if isinstance(exc, errors.RequestTimeout):
+            response.force_close()  # the rest of a slow body is not waited for
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,23 +78,48 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body, refusing with 413 as soon as it is known to exceed the limit (before reading it all)."""
-    limit = request.app[SETTINGS].http.max_body_bytes
+    """The body, refusing with 413 as soon as it is known to exceed the limit (before reading it all),
+    and with 408 when it has not arrived within ``http.body_timeout``."""
+    http = request.app[SETTINGS].http
+    limit = http.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
+        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} "
+                                     "(http.max_body_bytes)", limit="http.max_body_bytes")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(http.body_timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes (http.max_body_bytes)",
+                                                 limit="http.max_body_bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise errors.RequestTimeout(f"the body did not arrive within {http.body_timeout:g}s (http.body_timeout)",
+                                    limit="http.body_timeout") from exc
     return b"".join(chunks)
 
 
-async def publish(request: web.Request, batch: list[events.CloudEvent]) -> list[dict]:
+def encode(request: web.Request, batch: list[events.CloudEvent]) -> list[publishing.Outgoing]:
+    """Every event of a request encoded and checked against every bound, before any is published."""
+    bus, messages = request.app[BUS], []
+    for index, event in enumerate(batch):
+        try:
+            messages.append(bus.encode(event))
+        except errors.IngestError as exc:
+            if len(batch) == 1:
+                raise
+            field = f"[{index}].{exc.field}" if exc.field else f"[{index}]"
+            raise type(exc)(f"event {index}: {exc.detail}", field=field, limit=exc.limit) from exc
+    return messages
+
+
+async def publish(request: web.Request, batch: list[events.CloudEvent],
+                  messages: list[publishing.Outgoing] | None = None) -> list[dict]:
     bus = request.app[BUS]
+    messages = encode(request, batch) if messages is None else messages
     try:
-        stored = await bus.publish_all(batch)
+        stored = await bus.send_all(messages)
     except errors.BusUnavailable as exc:
         exc.retry_after = request.app[SETTINGS].http.retry_after
         raise
@@ -98,9 +127,26 @@ async def publish(request: web.Request, batch: list[events.CloudEvent]) -> list[
             for e, s in zip(batch, stored)]
 
 
+def parse_events(request: web.Request, body: bytes) -> list[events.CloudEvent]:
+    """``POST /events`` in any mode, with the bounds on the body that parsing needs first."""
+    http = request.app[SETTINGS].http
+    content_type = request.headers.get("Content-Type")
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    binary = not media.startswith(http_binding.STRUCTURED_PREFIX)
+    if not binary or events.is_json_media_type(media):
+        limits.json_depth(body, http.max_json_depth)
+    batch = http_binding.parse(content_type, request.headers.items(), body)
+    if len(batch) > http.max_batch_events:
+        raise errors.PayloadTooLarge(f"the batch has {len(batch)} events; at most {http.max_batch_events} are "
+                                     "allowed (http.max_batch_events)", limit="http.max_batch_events")
+    if binary and batch and batch[0].data and batch[0].is_json():
+        batch[0].json()  # JSON data must be JSON: BadRequest naming 'data' otherwise
+    return batch
+
+
 async def post_events(request: web.Request) -> web.Response:
     body = await read_body(request)
-    batch = http_binding.parse(request.headers.get("Content-Type"), request.headers.items(), body)
+    batch = parse_events(request, body)
     tokens.authorize(request.app[SETTINGS], request.headers, batch)  # 401/403 before anything is stored
     accepted = await publish(request, batch)
     if log.isEnabledFor(logging.INFO):
@@ -123,16 +169,18 @@ async def post_webhook(request: web.Request) -> web.Response:
     if content_type == "application/x-www-form-urlencoded":
         raise errors.UnsupportedMediaType("form-encoded webhooks are not supported; set the webhook's "
                                           "content type to application/json")
+    limits.json_depth(body, request.app[SETTINGS].http.max_json_depth)
     normalized = source.normalize(delivery)
     if inspect.isawaitable(normalized):  # sources that must ask someone first (a registry, for a digest)
         normalized = await normalized
     batch = [e for e in normalized if not isinstance(e, Rejected)]
+    messages = encode(request, batch)  # before dead-lettering: a refused delivery stores nothing
     rejected = await dead_letter(request, name, [r for r in normalized if isinstance(r, Rejected)])
     if not batch:
         log.info("webhook %s delivery=%s accepted, nothing to publish", name, request[DELIVERY_ID])
         return web.json_response({"accepted": [], "detail": "accepted; nothing to publish", **rejected},
                                  status=200)
-    accepted = await publish(request, batch)
+    accepted = await publish(request, batch, messages)
     if log.isEnabledFor(logging.INFO):  # the summary is built per request: only when it is shown
         log.info("webhook %s delivery=%s stored %s", name, request[DELIVERY_ID],
                  ", ".join(f"{a['type']}{' (duplicate)' if a['duplicate'] else ''}" for a in accepted))
@@ -145,9 +193,11 @@ async def dead_letter(request: web.Request, name: str, rejected: list[Rejected])
         return {}
     bus, settings = request.app[BUS], request.app[SETTINGS]
     subject = deadletters.ingest_subject(settings.bus.deadletter_subject)
+    messages = [bus.encode(deadletters.rejected_event(name, request[DELIVERY_ID], item), subject)
+                for item in rejected]
     try:
-        for item in rejected:
-            await bus.publish(deadletters.rejected_event(name, request[DELIVERY_ID], item), subject)
+        for message in messages:
+            await bus.send(message)
     except errors.BusUnavailable as exc:
         exc.retry_after = settings.http.retry_after
         raise
@@ -157,6 +207,10 @@ async def dead_letter(request: web.Request, name: str, rejected: list[Rejected])
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while the process can recover by itself; 503 (a liveness probe restarts it) when it cannot."""
+    problem = request.app[BUS].unrecoverable()
+    if problem:
+        return web.json_response({"status": "failing", "detail": problem}, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -180,7 +234,8 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
              supervisor: supervision.Supervisor | None = None) -> web.Application:
     # aiohttp's own limit is a backstop only; read_body enforces the configured one with a JSON 413.
     app = web.Application(middlewares=[errors_as_json],
-                          client_max_size=settings.http.max_body_bytes + 1024 * 1024)
+                          client_max_size=settings.http.max_body_bytes + 1024 * 1024,
+                          handler_args=protocol.handler_args(settings.http))
     app[SETTINGS] = settings
     app[BUS] = bus
     app[SOURCES] = sources

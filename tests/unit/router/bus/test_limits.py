@@ -43,3 +43,81 @@ def test_a_message_the_server_would_refuse_is_refused_before_sending(payload, he
         return
     with pytest.raises(errors.PayloadTooLarge, match="max_payload"):
         limits.check_message(payload, headers, MiB)
+
+
+# Bounds written from the README's limits table: subject 1,024 bytes, attribute 4,096 bytes (UTF-8),
+# 64 attributes, header names HTTP tokens without CR/LF/NUL in values.
+@pytest.mark.parametrize("subject, refused", [
+    ("tr.events.com.example.push", False),
+    ("s" * 1024, False),
+    ("s" * 1025, True),
+    ("tr.events." + "t" * 4080, True),          # the 4 KiB type that made nats-server drop the connection
+    ("é" * 513, True),                           # bytes, not characters
+])
+def test_subject_length(subject, refused):
+    if not refused:
+        limits.check_subject(subject, "type")
+        return
+    with pytest.raises(errors.PayloadTooLarge) as caught:
+        limits.check_subject(subject, "type")
+    assert caught.value.limit == "max_subject_bytes" and caught.value.field == "type"
+    assert "1024" in caught.value.detail
+
+
+@pytest.mark.parametrize("attributes, limit, field", [
+    ({"id": "1", "ext": "x" * 4096}, None, None),
+    ({"id": "1", "ext": "x" * 4097}, "max_attribute_bytes", "ext"),
+    ({"id": "1", "ext": "é" * 2049}, "max_attribute_bytes", "ext"),   # 4,098 bytes in UTF-8
+    ({"id": "1", "big": "b" * 70 * 1024}, "max_attribute_bytes", "big"),
+    ({"n": 2 ** 31 - 1, "flag": True}, None, None),
+    ({f"a{i}": "v" for i in range(64)}, None, None),
+    ({f"a{i}": "v" for i in range(65)}, "max_attributes", None),
+])
+def test_attribute_bounds(attributes, limit, field):
+    if limit is None:
+        limits.check_attributes(attributes)
+        return
+    with pytest.raises(errors.PayloadTooLarge) as caught:
+        limits.check_attributes(attributes)
+    assert (caught.value.limit, caught.value.field) == (limit, field)
+
+
+@pytest.mark.parametrize("headers, error, field", [
+    ({"ce-id": "1", "Content-Type": "application/json; charset=utf-8", "Nats-Msg-Id": "ce-ab"}, None, None),
+    ({"Content-Type": "text/plain\r\nNats-Msg-Id: forged"}, errors.BadRequest, "Content-Type"),
+    ({"ce-x": "a\nb"}, errors.BadRequest, "ce-x"),
+    ({"ce-x": "a\x00b"}, errors.BadRequest, "ce-x"),
+    ({"bad name": "v"}, errors.BadRequest, "bad name"),
+    ({"bad:name": "v"}, errors.BadRequest, "bad:name"),
+    ({f"ce-a{i}": "v" for i in range(limits.MAX_HEADERS + 1)}, errors.PayloadTooLarge, None),
+])
+def test_headers_that_would_break_the_nats_header_block(headers, error, field):
+    if error is None:
+        limits.check_headers(headers)
+        return
+    with pytest.raises(error) as caught:
+        limits.check_headers(headers)
+    assert caught.value.field == field and caught.value.limit
+
+
+@pytest.mark.parametrize("body, deepest_allowed", [
+    (b'{"a": [1, 2, {"b": 3}]}', 3),
+    (b'[' * 64 + b']' * 64, 64),
+    (b'{"s": "[[[[[[[[[[{{{{{{{{"}', 1),          # brackets in strings do not count
+    (b'{"s": "\\"[[[[[[[[[[[["}', 1),            # nor after an escaped quote
+    (b'[' * 5000 + b']' * 5000, 5000),
+    (b'not json [[[[', 4),                       # not JSON is the parser's to refuse; depth is still counted
+])
+def test_json_depth(body, deepest_allowed):
+    limits.json_depth(body, deepest_allowed)
+    if deepest_allowed > 1:
+        with pytest.raises(errors.BadRequest) as caught:
+            limits.json_depth(body, deepest_allowed - 1)
+        assert caught.value.limit == "http.max_json_depth"
+
+
+def test_json_depth_of_a_large_shallow_body_is_cheap():
+    body = b'{"items": [' + b",".join(b'{"k": "v"}' for _ in range(50_000)) + b"]}"
+    limits.json_depth(body, 3)
+    with pytest.raises(errors.BadRequest):
+        limits.json_depth(body, 2)
