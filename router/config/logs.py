@@ -44,8 +44,8 @@ def secret_values(settings: Settings) -> set[str]:
                 walk(item)
         elif isinstance(value, str) and "@" in value:
             for userinfo in re.findall(r"//([^@/\s]*)@", value):
-                found.add(userinfo)
-                found.update(urllib.parse.unquote(part) for part in userinfo.split(":"))
+                secret = userinfo.partition(":")[2] or userinfo  # user:password, or a token alone
+                found.update([userinfo, secret, urllib.parse.unquote(secret)])
 
     walk(settings.model_dump())
     return {secret for secret in found if len(secret) >= 4}  # a 1-3 character "secret" would blank out words
