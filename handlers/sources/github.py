@@ -4,6 +4,10 @@ One delivery becomes one CloudEvent of type ``com.github.<X-GitHub-Event>[.<acti
 ``X-GitHub-Delivery`` (stable across GitHub's redeliveries, so JetStream deduplicates them), plus a
 CDEvents translation for the events that say something about delivery: ``workflow_run`` ->
 ``pipelinerun.*`` and a container ``registry_package``/``package`` publish -> ``artifact.published``.
+
+The event name and ``action`` become part of the type (and so of the NATS subject), so they must be
+GitHub's vocabulary (lowercase words joined by ``_``); members the translations read must have the
+JSON type GitHub documents. Anything else is a 400 naming the header or member (``payload``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from typing import Any, Callable
 
 from pydantic import SecretStr
 
-from handlers.sources.payload import dig, first, load_object
+from handlers.sources.payload import dig, first, header_token, load_object, optional, safe_token, scalar_text
 from router import plugins
 from router.plugins import Delivery, Section, Settings, artifacts, auth, cdevents, errors, event_types, events
 
 log = logging.getLogger(__name__)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 
 # Per event: where the subject (ref, sha or environment) and the occurrence time live.
 _SUBJECT: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -81,7 +86,7 @@ class GithubSource:
         self.secrets = settings.github.secrets
 
     def delivery_id(self, delivery: Delivery) -> str:
-        return delivery.headers.get("X-GitHub-Delivery", "")
+        return safe_token(delivery, "X-GitHub-Delivery")
 
     def authenticate(self, delivery: Delivery) -> None:
         if not self.secrets:
@@ -99,21 +104,26 @@ class GithubSource:
         name = delivery.headers.get("X-GitHub-Event")
         if not name:
             raise errors.BadRequest("missing X-GitHub-Event header", field="X-GitHub-Event")
-        delivery_id = self.delivery_id(delivery)
+        if not _NAME.match(name):
+            raise errors.BadRequest("X-GitHub-Event must be a GitHub event name (1-64 of a-z, 0-9, _)",
+                                    field="X-GitHub-Event")
+        delivery_id = header_token(delivery, "X-GitHub-Delivery")
         if not delivery_id:
             raise errors.BadRequest("missing X-GitHub-Delivery header", field="X-GitHub-Delivery")
         payload = load_object(delivery.body)
         if name == "ping":
             return []
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
+        if action is not None and not _NAME.match(action):
+            raise errors.BadRequest("action must be a GitHub action name (1-64 of a-z, 0-9, _)", field="action")
         attributes = {
             "id": delivery_id,
             "source": _source(payload),
             "type": event_types.github(name, action),
         }
-        subject = first(payload, *_SUBJECT.get(name, ()))
-        if subject not in (None, ""):
-            attributes["subject"] = str(subject)
+        subject = scalar_text(payload, *_SUBJECT.get(name, ()))
+        if subject is not None:
+            attributes["subject"] = subject
         time = events.rfc3339(first(payload, *_TIME.get(name, ())))
         if time:
             attributes["time"] = time
@@ -133,32 +143,35 @@ def _workflow_run(event: events.CloudEvent, payload: dict, action: str | None) -
     run = payload.get("workflow_run")
     if not cdevent_type or not isinstance(run, dict):
         return None
+    html_url = optional(run, "html_url", prefix="workflow_run.")
     content: dict[str, Any] = {"pipelineName": str(run.get("name") or dig(payload, "workflow", "name") or "workflow"),
-                               "uri": run.get("html_url") or event.source}
+                               "uri": html_url or event.source}
     if cdevent_type == event_types.PIPELINERUN_FINISHED:
-        conclusion = run.get("conclusion") or "unknown"
+        conclusion = optional(run, "conclusion", prefix="workflow_run.") or "unknown"
         content["outcome"] = _CONCLUSION_OUTCOME.get(conclusion, "error")
         if content["outcome"] != "success":
             content["errors"] = f"workflow run concluded {conclusion}"
     return cdevents.derive(event, cdevent_type, subject_id=str(run.get("id")), content=content,
-                           chain_key=str(run.get("html_url") or run.get("id")),
+                           chain_key=str(html_url or run.get("id")),
                            subject_source=event.source)
 
 
 def _container_published(event: events.CloudEvent, payload: dict, action: str | None) -> events.CloudEvent | None:
-    package = payload.get("registry_package") or payload.get("package")
+    key = "registry_package" if payload.get("registry_package") else "package"
+    package = payload.get(key)
     if action != "published" or not isinstance(package, dict) or not _is_container(package):
         return None
-    version = package.get("package_version") or {}
+    version = optional(package, "package_version", kind=dict, prefix=f"{key}.") or {}
+    where = f"{key}.package_version."
     digest = next((d for d in (version.get("version"), dig(version, "container_metadata", "manifest", "digest"),
                                dig(version, "container_metadata", "tag", "digest"))
                    if isinstance(d, str) and _DIGEST.match(d)), None)
     if digest is None:
         log.warning("GitHub package publish %s carries no sha256 digest; no artifact event", event.id)
         return None
-    repository = _container_repository(package, version)
-    tag = dig(version, "container_metadata", "tag", "name") or None
-    media_type = dig(version, "container_metadata", "manifest", "media_type") or None
+    repository = _container_repository(package, version, where)
+    tag = optional(version, "container_metadata", "tag", "name", prefix=where)
+    media_type = optional(version, "container_metadata", "manifest", "media_type", prefix=where)
     # The same artifact event as every registry source (plugins.artifacts), so rules need not care.
     return artifacts.published(event, artifacts.Push("github", repository, digest, tag, media_type))
 
@@ -169,9 +182,9 @@ def _is_container(package: dict) -> bool:
     return bool(kinds & {"container", "docker"})
 
 
-def _container_repository(package: dict, version: dict) -> str:
+def _container_repository(package: dict, version: dict, where: str) -> str:
     """``ghcr.io/<owner>/<image>``, from the pull reference GitHub reports."""
-    package_url = version.get("package_url") or ""
+    package_url = optional(version, "package_url", prefix=where) or ""
     if package_url:
         return package_url.rsplit("@", 1)[0].rsplit(":", 1)[0] if ":" in package_url.split("/")[-1] else package_url
     owner = dig(package, "owner", "login") or dig(package, "namespace") or "unknown"

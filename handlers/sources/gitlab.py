@@ -4,15 +4,20 @@ One delivery becomes one CloudEvent of type ``com.gitlab.<object_kind>``. Its id
 ``Idempotency-Key`` (the same across GitLab's retries of one delivery) or, from GitLab versions
 without it, ``X-Gitlab-Event-UUID``. Pipeline events are also translated to CDEvents
 ``pipelinerun.queued/started/finished``.
+
+``object_kind`` becomes part of the type (and so of the NATS subject), so it must be GitLab's
+vocabulary (lowercase words joined by ``_``); members the translation reads must have the JSON type
+GitLab documents. Anything else is a 400 naming the header or member (``payload``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import SecretStr
 
-from handlers.sources.payload import dig, first, load_object
+from handlers.sources.payload import dig, first, header_token, load_object, optional, safe_token, scalar_text
 from router import plugins
 from router.plugins import Delivery, Section, Settings, auth, cdevents, errors, event_types, events
 
@@ -44,6 +49,7 @@ _PIPELINE_STAGE = {
     "canceled": event_types.PIPELINERUN_FINISHED,
     "skipped": event_types.PIPELINERUN_FINISHED,
 }
+_KIND = re.compile(r"^[a-z0-9_]{1,64}$")
 _STATUS_OUTCOME = {"success": "success", "failed": "failure", "canceled": "cancel", "skipped": "cancel"}
 
 
@@ -59,7 +65,7 @@ class GitlabSource:
         self.tokens = settings.gitlab.tokens
 
     def delivery_id(self, delivery: Delivery) -> str:
-        return delivery.headers.get("Idempotency-Key") or delivery.headers.get("X-Gitlab-Event-UUID") or ""
+        return safe_token(delivery, "Idempotency-Key", "X-Gitlab-Event-UUID")
 
     def authenticate(self, delivery: Delivery) -> None:
         if not self.tokens:
@@ -71,7 +77,7 @@ class GitlabSource:
             raise errors.Unauthorized("X-Gitlab-Token does not match any configured token")
 
     def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
-        delivery_id = self.delivery_id(delivery)
+        delivery_id = header_token(delivery, "Idempotency-Key") or header_token(delivery, "X-Gitlab-Event-UUID")
         if not delivery_id:
             raise errors.BadRequest("missing Idempotency-Key or X-Gitlab-Event-UUID header",
                                     field="Idempotency-Key")
@@ -79,10 +85,13 @@ class GitlabSource:
         kind = payload.get("object_kind") or payload.get("event_type")
         if not isinstance(kind, str) or not kind:
             raise errors.BadRequest("payload has no object_kind", field="object_kind")
+        if not _KIND.match(kind):
+            raise errors.BadRequest("object_kind must be a GitLab event kind (1-64 of a-z, 0-9, _)",
+                                    field="object_kind")
         attributes = {"id": delivery_id, "source": _source(payload), "type": event_types.gitlab(kind)}
-        subject = first(payload, *_SUBJECT.get(kind, ()))
-        if subject not in (None, ""):
-            attributes["subject"] = str(subject)
+        subject = scalar_text(payload, *_SUBJECT.get(kind, ()))
+        if subject is not None:
+            attributes["subject"] = subject
         time = events.rfc3339(first(payload, *_TIME.get(kind, ())) or _last_commit_time(payload))
         if time:
             attributes["time"] = time
@@ -103,12 +112,12 @@ def _last_commit_time(payload: dict[str, Any]) -> Any:
 
 
 def _pipeline(event: events.CloudEvent, payload: dict[str, Any]) -> events.CloudEvent | None:
-    pipeline = payload.get("object_attributes") or {}
-    status = pipeline.get("status")
-    cdevent_type = _PIPELINE_STAGE.get(status)
+    pipeline = optional(payload, "object_attributes", kind=dict) or {}
+    status = optional(pipeline, "status", prefix="object_attributes.")
+    cdevent_type = _PIPELINE_STAGE.get(status or "")
     if cdevent_type is None:
         return None  # manual and other holding states say nothing about delivery
-    uri = pipeline.get("url") or f"{event.source}/-/pipelines/{pipeline.get('id')}"
+    uri = optional(pipeline, "url", prefix="object_attributes.") or f"{event.source}/-/pipelines/{pipeline.get('id')}"
     content: dict[str, Any] = {
         "pipelineName": str(pipeline.get("name") or dig(payload, "project", "path_with_namespace") or "pipeline"),
         "uri": uri,

@@ -6,13 +6,14 @@ binary mode. Keeping data as bytes means non-JSON payloads (``data_base64``) sur
 unchanged, and JSON payloads are parsed only by whoever needs to look inside.
 
 Validation follows the CloudEvents 1.0 core spec (``../shared/specs/cloudevents``); errors are
-``errors.BadRequest`` naming the attribute, because they come from senders.
+``errors.BadRequest`` naming the attribute, because they come from senders. JSON from senders is
+read with :func:`load_json` (``jsontext``: strict UTF-8, a depth limit, finite numbers), and every
+string attribute must be valid Unicode, so that an accepted event can always be encoded for the bus.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,12 +21,16 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from router import errors
+from router.model import jsontext
 
 SPECVERSION = "1.0"
 REQUIRED = ("specversion", "id", "source", "type")
 OPTIONAL = ("datacontenttype", "dataschema", "subject", "time")
 JSON_CONTENT_TYPE = "application/json"
 _NAME = re.compile(r"^[a-z0-9]{1,64}$")
+# A lone surrogate: what a non-UTF-8 header byte (aiohttp decodes with surrogateescape) or a JSON
+# "\ud800" becomes; it cannot be encoded as UTF-8, so it could never be published.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # The JSON format's reserved member names that are not attributes.
 _DATA_MEMBERS = ("data", "data_base64")
 
@@ -67,10 +72,7 @@ class CloudEvent:
             return self._json
         if self.data is None:
             return None
-        try:
-            return json.loads(self.data)
-        except ValueError as exc:
-            raise errors.BadRequest("data is not valid JSON", field="data") from exc
+        return jsontext.loads(self.data, what="data", field="data")
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -122,6 +124,9 @@ def validate(attributes: dict[str, Any]) -> dict[str, AttributeValue]:
             raise errors.BadRequest(
                 f"attribute '{name}' must be a string, integer or boolean", field=name
             )
+        elif _SURROGATE.search(value):
+            raise errors.BadRequest(f"attribute '{name}' is not valid Unicode text (a byte that is not "
+                                    "UTF-8, or a lone surrogate)", field=name)
     time = attributes.get("time")
     if time is not None:
         try:
@@ -141,7 +146,7 @@ def from_json_object(obj: Any) -> CloudEvent:
     if "data_base64" in obj:
         try:
             raw = base64.b64decode(obj["data_base64"], validate=True)
-        except (binascii.Error, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # binascii.Error, or non-ASCII text
             raise errors.BadRequest("data_base64 is not valid base64", field="data_base64") from exc
         return CloudEvent(validate(attrs), raw)
     if "data" not in obj or obj["data"] is None:
@@ -183,11 +188,11 @@ def to_json_object(event: CloudEvent, *, binary: bool = False) -> dict[str, Any]
 
 
 def parse_structured(body: bytes) -> CloudEvent:
-    return from_json_object(_load_json(body))
+    return from_json_object(load_json(body))
 
 
 def parse_batch(body: bytes) -> list[CloudEvent]:
-    doc = _load_json(body)
+    doc = load_json(body)
     if not isinstance(doc, list):
         raise errors.BadRequest("a CloudEvents batch must be a JSON array")
     events = []
@@ -204,11 +209,9 @@ def dumps(event: CloudEvent) -> bytes:
     return json.dumps(to_json_object(event), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _load_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise errors.BadRequest(f"body is not valid JSON: {exc}") from exc
+def load_json(body: bytes | str, *, what: str = "body", field: str | None = None) -> Any:
+    """A sender's JSON (a webhook body, an embedded document), or ``BadRequest`` naming the member."""
+    return jsontext.loads(body, what=what, field=field)
 
 
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z")

@@ -32,8 +32,7 @@ class AcrSource(webhook_auth.SharedSecretSource):
         digest = push.digest(push.require(payload, "target", "digest"), "target.digest")
         repository = push.require(payload, "target", "repository")
         host = push.require(payload, "request", "host")
-        target = payload["target"]
-        pushed = artifacts.Push("acr", f"{host}/{repository}", digest, target.get("tag") or None,
-                                target.get("mediaType"))
+        pushed = artifacts.Push("acr", f"{host}/{repository}", digest, push.optional(payload, "target", "tag"),
+                                push.optional(payload, "target", "mediaType"))
         return push.events_for(pushed, event_type=event_types.ACR_PUSH, event_id=event_id, payload=payload,
                                time=push.timestamp(payload.get("timestamp")), untagged=self.untagged)

@@ -61,9 +61,8 @@ class DistributionSource(webhook_auth.SharedSecretSource):
         digest = push.digest(push.require(item, "target", "digest"), "target.digest")
         repository = push.require(item, "target", "repository")
         host = self.host or push.require(item, "request", "host")
-        target = item["target"]
-        pushed = artifacts.Push("distribution", f"{host}/{repository}", digest, target.get("tag") or None,
-                                target.get("mediaType"))
+        pushed = artifacts.Push("distribution", f"{host}/{repository}", digest,
+                                push.optional(item, "target", "tag"), push.optional(item, "target", "mediaType"))
         return push.events_for(pushed, event_type=event_types.DISTRIBUTION_PUSH, event_id=event_id,
                                payload=item, time=push.timestamp(item.get("timestamp")),
                                untagged=self.untagged)
@@ -77,6 +76,6 @@ def _is_manifest_push(item: Any) -> bool:
     if not isinstance(target, dict):
         return True
     media_type = target.get("mediaType")
-    if media_type in artifacts.MANIFEST_MEDIA_TYPES:
-        return True
+    if not isinstance(media_type, (str, type(None))) or media_type in artifacts.MANIFEST_MEDIA_TYPES:
+        return True  # a media type of the wrong JSON type is dead-lettered by _push, naming it
     return "/manifests/" in str(target.get("url", "")) and not media_type

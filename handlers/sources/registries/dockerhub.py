@@ -40,8 +40,8 @@ class DockerHubSource(webhook_auth.SharedSecretSource):
 
     async def normalize(self, delivery: Delivery) -> list[events.CloudEvent]:
         payload = push.load_object(delivery)
-        repo_name = push.require(payload, "repository", "repo_name")
-        tag = push.require(payload, "push_data", "tag")
+        repo_name = push.repository_name(push.require(payload, "repository", "repo_name"), "repository.repo_name")
+        tag = push.tag_name(push.require(payload, "push_data", "tag"), "push_data.tag")
         digest = await self.resolver.digest(repo_name, tag)
         pushed_at = dig(payload, "push_data", "pushed_at")
         pushed = artifacts.Push("dockerhub", f"{REPOSITORY_HOST}/{repo_name}", digest, tag)

@@ -42,6 +42,7 @@ class EcrSource(webhook_auth.SharedSecretSource):
         region = push.require(payload, "region")
         suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
         pushed = artifacts.Push("ecr", f"{account}.dkr.ecr.{region}{suffix}/{name}", digest,
-                                detail.get("image-tag") or None, detail.get("manifest-media-type"))
+                                push.optional(payload, "detail", "image-tag"),
+                                push.optional(payload, "detail", "manifest-media-type"))
         return push.events_for(pushed, event_type=event_types.ECR_PUSH, event_id=event_id, payload=payload,
                                time=push.timestamp(payload.get("time")), untagged=self.untagged)

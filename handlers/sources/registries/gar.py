@@ -15,8 +15,6 @@ operator sees in the subscription's metrics (dead-letter topics are Pub/Sub's ow
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 
 from handlers.sources.registries import oidc, push
 from handlers.sources.registries import settings as registry_settings
@@ -55,9 +53,10 @@ class GarSource:
         message_id = push.require(envelope, "message", "messageId")
         encoded = push.require(envelope, "message", "data")
         try:
-            notification = json.loads(base64.b64decode(encoded, validate=True))
-        except (binascii.Error, ValueError) as exc:
+            decoded = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:  # binascii.Error, or text that is not ASCII
             raise errors.BadRequest("message.data is not base64-encoded JSON", field="message.data") from exc
+        notification = events.load_json(decoded, what="message.data", field="message.data")
         if not isinstance(notification, dict):
             raise errors.BadRequest("message.data must hold a JSON object", field="message.data")
         if push.require(notification, "action") != "INSERT":
@@ -65,9 +64,12 @@ class GarSource:
         reference = push.require(notification, "digest")
         repository, _, digest = reference.partition("@")
         push.digest(digest, "digest")
+        if "/" not in repository.strip("/"):
+            raise errors.BadRequest("digest must name the image: <host>/<project>/<repository>/<image>@sha256:<hex>",
+                                    field="digest")
         tag = None
-        tagged = notification.get("tag")
-        if isinstance(tagged, str) and tagged:
+        tagged = push.optional(notification, "tag")
+        if tagged:
             image, _, tag = tagged.rpartition(":")
             if image != repository or "/" in tag:
                 raise errors.BadRequest("tag does not name the same image as digest", field="tag")

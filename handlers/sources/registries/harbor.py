@@ -38,7 +38,7 @@ class HarborSource(webhook_auth.SharedSecretSource):
             digest = push.digest(push.require(payload, *where, "digest"), f"event_data.resources[{index}].digest")
             resource_url = push.require(payload, *where, "resource_url")
             host = resource_url.split("/", 1)[0]
-            tag = resources[index].get("tag") or None
+            tag = push.optional(payload, *where, "tag")
             pushed = artifacts.Push("harbor", f"{host}/{repo_full_name}", digest, tag)
             published += push.events_for(
                 pushed, event_type=event_types.HARBOR_PUSH,

@@ -5,14 +5,13 @@ by Google whose ``aud`` is the audience configured on the subscription, ``iss`` 
 ``https://accounts.google.com`` and ``email`` is the subscription's service account. The token is
 checked here against public keys from configuration (``registries.gar.oidc.public_key_files``, PEM
 keys or certificates), not fetched from Google at request time: ingest must not depend on a third
-network service, and tests can sign their own tokens. Every check failure is ``Unauthorized``.
+network service, and tests can sign their own tokens. Every check failure is ``Unauthorized``, and
+so is every token that cannot be read (not base64, not JSON, nested too deep: ``events.load_json``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from router.plugins import Duration, Section, errors
+from router.plugins import Duration, Section, errors, events
 
 
 class PubSubOidcSettings(Section):
@@ -68,9 +67,10 @@ def verify(authorization: str | None, config: PubSubOidcSettings, keys: list[rsa
         raise errors.Unauthorized("missing Authorization: Bearer <OIDC token> from the push subscription")
     try:
         header_b64, claims_b64, signature_b64 = token.strip().split(".")
-        header, claims = json.loads(_b64(header_b64)), json.loads(_b64(claims_b64))
+        header = events.load_json(_b64(header_b64), what="token header")
+        claims = events.load_json(_b64(claims_b64), what="token claims")
         signature = _b64(signature_b64)
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, errors.BadRequest) as exc:  # binascii.Error is a ValueError
         raise errors.Unauthorized("the bearer token is not a JWT") from exc
     if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(claims, dict):
         raise errors.Unauthorized("the bearer token is not an RS256 JWT")

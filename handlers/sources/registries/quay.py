@@ -3,10 +3,15 @@
 Quay's webhook notification has no signature either; the secret is the last path segment:
 ``/webhooks/quay/<secret>``. One notification lists every tag the push updated (``updated_tags``: a
 list in current Quay, a tag -> image-id mapping in old payloads whose ids are not manifest digests),
-so each tag is resolved through the registry API (``https://<host of docker_url>`` unless
-``registries.quay.api_url`` says otherwise) and becomes its own event. The payload carries no time or
-id; the event id is derived from (repository, tag, digest), so a redelivery deduplicates and a push
-of new content to the same tag does not.
+so each tag is resolved through the registry API and becomes its own event. The payload carries no
+time or id; the event id is derived from (repository, tag, digest), so a redelivery deduplicates and
+a push of new content to the same tag does not.
+
+Where the API is asked is configuration, never the payload: ``registries.quay.api_url`` when set,
+else ``https://<host>`` for a ``docker_url`` host listed in ``registries.quay.hosts`` (default
+``quay.io``). A notification naming any other host is refused (400) before any request, because the
+request carries ``username``/``password``: taking the host from the payload would send them to
+whoever a notification names.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from router.plugins import Delivery, Settings, artifacts, cdevents, errors, even
 @plugins.settings_section("registries.quay")
 class QuaySettings(registry_settings.ResolvingRegistry):
     api_url: str = ""
-    """Default: ``https://<host of the payload's docker_url>`` (quay.io or a self-hosted Quay)."""
+    """Base URL of the registry API v2 that resolves every notification's tags, whatever host its
+    ``docker_url`` names (a self-hosted Quay). Empty: ``https://<host>`` for a host in ``hosts``."""
+    hosts: list[str] = ["quay.io"]
+    """With ``api_url`` empty, the hosts (``host[:port]``) a notification's ``docker_url`` may name;
+    their API is asked at ``https://<host>``, with the credentials. Any other host is refused."""
 
 
 @plugins.webhook_source("quay")
@@ -42,10 +51,13 @@ class QuaySource(webhook_auth.SharedSecretSource):
         host, _, path = docker_url.partition("/")
         if not path:
             raise errors.BadRequest("docker_url must look like <host>/<namespace>/<name>", field="docker_url")
+        push.repository_name(path, "docker_url")
         tags = payload.get("updated_tags")
         tags = list(tags) if isinstance(tags, (list, dict)) else []
         if not tags or not all(isinstance(t, str) and t for t in tags):
             raise errors.BadRequest("payload has no updated_tags", field="updated_tags")
+        for tag in tags:
+            push.tag_name(tag, "updated_tags")
         resolver = self._resolver(host)
         published: list[events.CloudEvent] = []
         for tag in tags:
@@ -58,7 +70,13 @@ class QuaySource(webhook_auth.SharedSecretSource):
         return published
 
     def _resolver(self, host: str) -> digests.Resolver:
-        api_url = self.config.api_url or f"https://{host}"
+        if self.config.api_url:
+            api_url = self.config.api_url
+        elif host.lower() in {h.lower() for h in self.config.hosts}:
+            api_url = f"https://{host.lower()}"
+        else:
+            raise errors.BadRequest("docker_url names a host that is not configured (registries.quay.hosts, "
+                                    "or registries.quay.api_url for a self-hosted Quay)", field="docker_url")
         if api_url not in self.resolvers:
             self.resolvers[api_url] = digests.Resolver(
                 api_url, digests.Credentials(self.config.username, self.config.password),

@@ -20,6 +20,10 @@ Strings, as the HTTP binding says). Without the header (messages stored before i
 producers) every attribute is a String, as before. A header that does not fit the values
 (unknown type, absent attribute, ``integer`` on ``4x``) is refused as ``errors.BadRequest`` naming
 the attribute, rather than guessing.
+
+Received headers are sender input: a percent-encoding that is not UTF-8 (``ce-id: %ff``) is
+``errors.BadRequest`` naming the attribute, and a raw byte that is not UTF-8 (which aiohttp hands
+over as a lone surrogate) is refused by ``events.validate`` like any other invalid text.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def encode(value: AttributeValue) -> str:
 
 
 def decode(value: str) -> str:
+    """A received header value; ``UnicodeDecodeError`` when its percent-encoding is not UTF-8."""
     value = value.strip()
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         out, escaped = [], False
@@ -84,7 +89,12 @@ def attributes_from(headers: Iterable[tuple[str, str]]) -> dict[str, AttributeVa
     for name, value in headers:
         lower = name.lower()
         if lower.startswith(PREFIX) and len(lower) > len(PREFIX):
-            attributes[lower[len(PREFIX):]] = decode(value)
+            attribute = lower[len(PREFIX):]
+            try:
+                attributes[attribute] = decode(value)
+            except UnicodeDecodeError as exc:
+                raise errors.BadRequest(f"header {name} is percent-encoded, but not as UTF-8 (the CloudEvents "
+                                        "HTTP binding, §3.1.3.2)", field=attribute) from exc
         elif lower == _TYPES_LOWER:  # repeated HTTP headers form one comma-separated list
             declared = value if declared is None else f"{declared},{value}"
     if declared is not None:

@@ -11,6 +11,10 @@ canonical string), unless the producer declares the type with ``Trigger-Router-A
 myint=integer`` (``headers.attributes_from``), the header trigger-router itself adds on the bus.
 Either way the event is published with the types it was accepted with, so a rule sees the same
 values live as ``rules test`` sees in the equivalent structured JSON.
+
+A binary-mode body declared JSON (``Content-Type: application/json`` or ``+json``) is parsed here,
+with the same limits as a structured event's ``data`` (``jsontext``): data that says it is JSON and
+is not would otherwise be stored, and fail every rule that reads it.
 """
 
 from __future__ import annotations
@@ -44,4 +48,7 @@ def parse(content_type: str | None, hdrs: Iterable[tuple[str, str]], body: bytes
         )
     if content_type:
         attributes["datacontenttype"] = content_type
-    return [events.CloudEvent(events.validate(attributes), body if body else None)]
+    validated = events.validate(attributes)
+    if body and events.is_json_media_type(content_type or ""):
+        return [events.CloudEvent(validated, body, events.load_json(body, what="data", field="data"))]
+    return [events.CloudEvent(validated, body if body else None)]
