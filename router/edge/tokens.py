@@ -37,7 +37,7 @@ from router.config.settings import EventsAuthSettings, Settings
 from router.model import event_types
 from router.model.events import CloudEvent
 
-__all__ = ["RESERVED", "Gate", "Grant", "authorize", "is_loopback", "reserved_family"]
+__all__ = ["RESERVED", "Gate", "Grant", "authorize", "gate", "is_loopback", "reserved_family"]
 
 ROUTER_PREFIX = "dev.triggerrouter."
 """trigger-router's own events (dead letters, expired joins); event_types has no constant for it."""
@@ -182,11 +182,14 @@ def _secret(token: SecretStr) -> bytes:
 _gates: dict[int, tuple[Settings, Gate]] = {}
 
 
-def authorize(settings: Settings, headers: Mapping[str, str], batch: Iterable[CloudEvent]) -> Grant:
-    """The edge's one call: refuse (401/403) unless the request's token may send all of ``batch``.
-
-    The gate is compiled once per settings object (the settings never change in a process)."""
+def gate(settings: Settings) -> Gate:
+    """The gate of ``settings``, compiled once per settings object (settings never change)."""
     cached = _gates.get(id(settings))
     if cached is None or cached[0] is not settings:
         cached = _gates[id(settings)] = (settings, Gate(settings.events_auth, settings.http.host))
-    return cached[1].authorize(headers.get("Authorization"), batch)
+    return cached[1]
+
+
+def authorize(settings: Settings, headers: Mapping[str, str], batch: Iterable[CloudEvent]) -> Grant:
+    """The edge's one call: refuse (401/403) unless the request's token may send all of ``batch``."""
+    return gate(settings).authorize(headers.get("Authorization"), batch)
