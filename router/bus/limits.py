@@ -4,7 +4,8 @@ nats-server answers a message it cannot take with ``-ERR`` and closes the connec
 then closes its client for good: one oversized subject, header block or payload would cut every
 part of the router off NATS. So nothing is sent that the server could refuse. The bounds:
 
-- ``MAX_SUBJECT_BYTES``: a subject (``<bus.events_subject>.<type>`` for an event). nats-server reads
+- subjects must be one publish subject (no whitespace or control characters, empty tokens or
+  wildcards), else the control line is misread; ``MAX_SUBJECT_BYTES``: a subject (``<bus.events_subject>.<type>`` for an event). nats-server reads
   ``HPUB <subject> <reply inbox> <sizes>`` as one control line of at most 4 KiB
   (``max_control_line``); 1 KiB leaves room for the inbox and keeps JetStream's subject index small.
 - ``MAX_ATTRIBUTE_BYTES``: one attribute value, in UTF-8 (an event's ``type`` is bounded by the
@@ -42,6 +43,7 @@ MAX_HEADERS = MAX_ATTRIBUTES + 8
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+_UNSAFE_SUBJECT = re.compile(r"[\s\x00-\x1f\x7f]")
 # A JSON string literal (skipped whole, escapes included) or one bracket.
 _JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
@@ -70,7 +72,12 @@ def check_message(payload: bytes, headers: dict[str, str], max_payload: int) -> 
 
 
 def check_subject(subject: str, field: str | None = None) -> None:
-    """``PayloadTooLarge`` for a subject over ``MAX_SUBJECT_BYTES`` (``field``: where it came from)."""
+    """``PayloadTooLarge`` for a subject over ``MAX_SUBJECT_BYTES`` (``field``: where it came from);
+    ``BadRequest`` for one the server would not read as one subject (whitespace or control
+    characters split or end the control line; an empty token or a wildcard is not a publish subject)."""
+    if _UNSAFE_SUBJECT.search(subject) or any(token in ("", "*", ">") for token in subject.split(".")):
+        raise errors.BadRequest(f"{subject[:64]!r} is not a NATS publish subject", field=field,
+                                limit="subject_syntax")
     size = len(subject.encode("utf-8", "surrogatepass"))
     if size > MAX_SUBJECT_BYTES:
         what = f"attribute '{field}' makes the subject" if field else "the subject is"

@@ -25,7 +25,7 @@ from router.bus.connection import Bus
 from router.edge import app as web_edge
 from router.edge import protocol
 from router.plugins import catalog
-from tests.integration.conftest import Edge, github_signature, make_settings
+from tests.integration.conftest import Edge, github_signature, make_settings, serve_edge
 
 GITHUB = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github"
 MAX_BODY = 1024 * 1024 - 8 * 1024  # the default http.max_body_bytes
@@ -264,3 +264,14 @@ async def test_keep_alive_requests_each_get_the_head_timeout(edge):
         assert response.status == 202
         await asyncio.sleep(0.6)
     assert await stream_messages(edge) == 3
+
+
+async def test_a_plain_app_runner_logs_unparsable_requests_quietly_too(nats_server, caplog, monkeypatch):
+    """``make_app``'s handler_args reach any runner: no traceback, no secret, even without ``protocol.runner``."""
+    monkeypatch.setattr(protocol, "_refusals", protocol._Quiet())
+    caplog.set_level(logging.DEBUG)
+    async with serve_edge(nats_server.url, make_settings(nats_server.url)) as plain:
+        answer = await exchange(plain, UNPARSABLE[0][1].encode())
+    assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING], caplog.text
+    assert "s3cr3t" not in caplog.text and "unparsable request" in caplog.text

@@ -64,6 +64,14 @@ def test_subject_length(subject, refused):
     assert "1024" in caught.value.detail
 
 
+@pytest.mark.parametrize("subject", ["tr.events.a b", "tr.events.a\r\nPUB x 1", "tr..events", "tr.events.",
+                                     "tr.events.*", "tr.>", "tr.events.a\tb", "tr.events.\x00"])
+def test_subjects_the_server_would_misread(subject):
+    with pytest.raises(errors.BadRequest) as caught:
+        limits.check_subject(subject)
+    assert caught.value.limit == "subject_syntax"
+
+
 @pytest.mark.parametrize("attributes, limit, field", [
     ({"id": "1", "ext": "x" * 4096}, None, None),
     ({"id": "1", "ext": "x" * 4097}, "max_attribute_bytes", "ext"),
