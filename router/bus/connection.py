@@ -20,6 +20,7 @@ import logging
 import re
 import ssl
 import time
+
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -330,12 +331,7 @@ class Bus:
         """Send an encoded message; returns once JetStream acknowledged storage."""
         if not self.connected or self.js is None:
             raise errors.BusUnavailable("not connected to NATS JetStream")
-        try:
-            ack = await self.js.publish(message.subject, message.payload, timeout=self.settings.publish_timeout,
-                                        headers=message.headers)
-        except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
-        return Published(ack.stream, ack.seq, bool(ack.duplicate))
+        return await publishing.send(self.js, message, self.settings.publish_timeout)
 
     async def publish_all(self, batch: list[events.CloudEvent]) -> list[Published]:
         """Every event encoded and checked before any is sent (a batch is refused whole), then sent

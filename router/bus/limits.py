@@ -10,7 +10,7 @@ part of the router off NATS. So nothing is sent that the server could refuse. Th
   (``max_control_line``); 1 KiB leaves room for the inbox and keeps JetStream's subject index small.
 - ``MAX_ATTRIBUTE_BYTES``: one attribute value, in UTF-8 (an event's ``type`` is bounded by the
   subject first). ``MAX_ATTRIBUTES``: attributes of one event (each is a ``ce-`` header).
-- header names must be HTTP tokens and values must not contain CR, LF or NUL (they would end the
+- the header block at most ``MAX_HEADER_BYTES`` (JetStream's 64 KiB); header names must be HTTP tokens and values must not contain CR, LF or NUL (they would end the
   NATS header block early); ``MAX_HEADERS`` per message.
 - the whole message, headers included, against the ``max_payload`` the server announced at connect.
 - ``json_depth``: nesting of a JSON body (the sender's; Python's parser recurses per level).
@@ -28,7 +28,7 @@ from typing import Mapping
 
 from router import errors
 
-__all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADERS", "MAX_SUBJECT_BYTES",
+__all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADER_BYTES", "MAX_HEADERS", "MAX_SUBJECT_BYTES",
            "check", "check_attributes", "check_headers", "check_message", "check_subject", "json_depth"]
 
 HEADER_OVERHEAD = 16
@@ -38,6 +38,8 @@ HEADER_ROOM = 8 * 1024
 MAX_SUBJECT_BYTES = 1024
 MAX_ATTRIBUTE_BYTES = 4096
 MAX_ATTRIBUTES = 64
+MAX_HEADER_BYTES = 65535
+"""JetStream's limit on one message's header block (``NATS/1.0`` line included)."""
 MAX_HEADERS = MAX_ATTRIBUTES + 8
 """The ``ce-`` headers plus ``Content-Type``, ``Nats-Msg-Id`` and the attribute types header."""
 
@@ -62,13 +64,19 @@ def check(max_body_bytes: int, max_payload: int) -> None:
 def check_message(payload: bytes, headers: dict[str, str], max_payload: int) -> None:
     """``PayloadTooLarge`` for a message the server would refuse; checked before it is sent.
 
-    nats-py checks only the payload, not the headers, against ``max_payload``.
+    nats-py checks only the payload, not the headers, against ``max_payload``; JetStream refuses a
+    header block over ``MAX_HEADER_BYTES`` (with a 400 that used to be answered as a 503).
     """
-    size = len(payload) + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + HEADER_OVERHEAD
+    header_size = sum(len(k) + len(v.encode("utf-8", "surrogatepass")) + 4 for k, v in headers.items()) \
+        + HEADER_OVERHEAD
+    size = len(payload) + header_size
     if max_payload and size > max_payload:
         raise errors.PayloadTooLarge(f"the message is {size} bytes with its headers; "
                                      f"the NATS server stores at most {max_payload} (max_payload)",
                                      limit="max_payload")
+    if header_size > MAX_HEADER_BYTES:
+        raise errors.PayloadTooLarge(f"the message's headers are {header_size} bytes; JetStream stores at most "
+                                     f"{MAX_HEADER_BYTES} (max_header_bytes)", limit="max_header_bytes")
 
 
 def check_subject(subject: str, field: str | None = None) -> None:

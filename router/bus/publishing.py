@@ -14,16 +14,21 @@ Checking headers and subject here also keeps any single message from making nats
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
 
 from router import errors
 from router.bus import limits
 from router.model import events
 from router.model.bindings import nats as nats_binding
 
-__all__ = ["Outgoing", "Published", "encode", "encode_raw", "msg_id", "subject_token"]
+__all__ = ["Outgoing", "Published", "encode", "encode_raw", "msg_id", "send", "subject_token"]
 
 _SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
 
@@ -85,6 +90,19 @@ def encode_raw(subject: str, payload: bytes, message_id: str, headers: dict[str,
     limits.check_headers(headers)
     limits.check_message(payload, headers, max_payload)
     return Outgoing(subject, payload, headers)
+
+
+async def send(js: JetStreamContext, message: Outgoing, timeout: float) -> Published:
+    """Publish and wait for the storage ack. ``BusUnavailable`` for what a retry can fix (no answer,
+    no connection); ``BadRequest`` when JetStream refused this message itself (a 400: it never will)."""
+    try:
+        ack = await js.publish(message.subject, message.payload, timeout=timeout, headers=message.headers)
+    except nats.js.errors.BadRequestError as exc:
+        raise errors.BadRequest(f"JetStream refused the message: {exc.description or exc}",
+                                limit="jetstream") from exc
+    except (asyncio.TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
+    return Published(ack.stream, ack.seq, bool(ack.duplicate))
 
 
 def _unencodable(event: events.CloudEvent) -> str:

@@ -95,6 +95,8 @@ REFUSED = [
      413, "max_payload"),
     ("5,000-char X-GitHub-Event", "/webhooks/github", *github_push("push" + "x" * 4996), None, None),
     ("70 KiB attribute", "/events", json.dumps(event(big="b" * 70 * 1024)), STRUCTURED, 413, "max_attribute_bytes"),
+    ("headers over JetStream's 64 KiB", "/events",
+     json.dumps(event(**{f"a{i}": "x" * 4000 for i in range(17)})), STRUCTURED, 413, "max_header_bytes"),
     ("too many events", "/events", json.dumps([event(f"e-{i}") for i in range(101)]), BATCH, 413,
      "http.max_batch_events"),
     ("JSON nested 100 deep", "/events", json.dumps(nested(100)), STRUCTURED, 400, "http.max_json_depth"),

@@ -129,3 +129,17 @@ def test_json_depth_of_a_large_shallow_body_is_cheap():
     limits.json_depth(body, 3)
     with pytest.raises(errors.BadRequest):
         limits.json_depth(body, 2)
+
+
+@pytest.mark.parametrize("headers, refused", [
+    ({f"ce-a{i}": "x" * 4000 for i in range(15)}, False),     # 60 KB
+    ({f"ce-a{i}": "x" * 4000 for i in range(17)}, True),      # 68 KB: JetStream answered 400, the edge said 503
+    ({"ce-big": "x" * 64 * 1024}, True),
+])
+def test_the_header_block_fits_jetstream(headers, refused):
+    if not refused:
+        limits.check_message(b"", headers, MiB)
+        return
+    with pytest.raises(errors.PayloadTooLarge) as caught:
+        limits.check_message(b"", headers, MiB)
+    assert caught.value.limit == "max_header_bytes"
