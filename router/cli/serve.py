@@ -28,6 +28,7 @@ from router.bus import embedded, limits
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.edge import app as web_edge
+from router.edge import protocol
 from router.engine import runs
 from router.engine import supervisor as supervision
 from router.engine.executor import Executor
@@ -63,7 +64,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
     supervisor = supervision.Supervisor(stop)
     server = None
-    runner = web.AppRunner(web_edge.make_app(settings, bus, sources, supervisor), access_log=None)
+    runner = protocol.runner(web_edge.make_app(settings, bus, sources, supervisor), settings.http, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
