@@ -271,7 +271,7 @@ AUTH_HEADERS = ("X-Hub-Signature-256", "X-Gitlab-Token", "Authorization")
 @pytest.mark.parametrize("name", ["github", "gitlab", "harbor", "distribution", "ecr", "acr", "dockerhub", "quay",
                                   "gar"])
 @hostile.bounded(30)
-@given(values=st.lists(hostile.header_bytes, min_size=3, max_size=3), token=st.none() | st.text(max_size=20).filter(lambda t: t != SECRET),
+@given(values=st.lists(hostile.header_bytes, min_size=3, max_size=3), token=st.none() | hostile.texts.filter(lambda t: t != SECRET) | hostile.header_bytes.map(hostile.as_header),
        oidc=st.booleans())
 def test_authentication_of_arbitrary_header_bytes_is_only_ever_unauthorized(name, values, token, oidc):
     env = {"TRIGGER_ROUTER_REGISTRIES__GAR__OIDC__AUDIENCE": "https://router/gar"} if oidc else {}
