@@ -158,7 +158,8 @@ async def post_webhook(request: web.Request) -> web.Response:
     name = request.match_info["source"]
     source: WebhookSource | None = request.app[SOURCES].get(name)
     if source is None:
-        raise errors.NotFound(f"no webhook source named {name!r}; known: {', '.join(sorted(request.app[SOURCES]))}")
+        # The name is not repeated: a sender that put its path token where the name goes would see it echoed.
+        raise errors.NotFound(f"no such webhook source; known: {', '.join(sorted(request.app[SOURCES]))}")
     body = await read_body(request)
     delivery = Delivery(request.headers, body, request.match_info.get("token"), request.remote or "")
     request[DELIVERY_ID] = source.delivery_id(delivery) or "-"
