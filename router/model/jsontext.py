@@ -13,9 +13,9 @@ refuses them up front with ``errors.BadRequest`` naming the offending member (``
 - strings (member names too) must not hold lone surrogates;
 - numbers must be finite, and integers must fit 64 bits (CEL's ``int``/``uint``, what rules see).
 
-The value checks walk the parsed document only when the text could hold such a value (a
-``\\uD8..`` escape, a long run of digits, a 3-digit exponent, ``NaN``/``Infinity``), so the common
-webhook costs one regular-expression scan on top of the parse.
+Numbers are checked by the parser's own hooks as they are read (a webhook has few); strings are
+walked only when the text holds a ``\\uD8..``-``\\uDF..`` escape, the only way JSON text that is valid
+UTF-8 can spell a surrogate. Only a refused document is parsed a second time, to name the member.
 """
 
 from __future__ import annotations
@@ -35,10 +35,49 @@ about 8), and far below the interpreter's recursion limit (about 1,000)."""
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-# Text that may hold a value the walk must look at (false positives only cost the walk).
-_SUSPICIOUS = re.compile(r"\\u[dD][89a-fA-F]|[0-9]{19}|[eE][+-]?[0-9]{3}|NaN|Infinity")
+# Text that may spell a surrogate (a false positive only costs the walk).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _INT_MIN, _INT_END = -(2**63), 2**64
+
+
+class _Unfit(Exception):
+    """A number the hooks refuse; the document is parsed again to say where it is."""
+
+
+class _Mark:
+    """Stands for a refused number in the second parse, so the walk can find its member."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if not _INT_MIN <= value < _INT_END:
+        raise _Unfit
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Unfit
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _Unfit
+
+
+def _marked_int(text: str) -> int | _Mark:
+    value = int(text)
+    return value if _INT_MIN <= value < _INT_END else _Mark("is an integer outside the 64-bit range")
+
+
+def _marked_float(text: str) -> float | _Mark:
+    value = float(text)
+    return value if math.isfinite(value) else _Mark("is not a finite number")
 
 
 def loads(data: bytes | str, *, what: str = "body", field: str | None = None,
@@ -53,12 +92,17 @@ def loads(data: bytes | str, *, what: str = "body", field: str | None = None,
         text = data
     _check_depth(text, what, field, max_depth)
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except _Unfit:
+        marked = json.loads(text, parse_int=_marked_int, parse_float=_marked_float,
+                            parse_constant=lambda _: _Mark("is not a finite number (NaN and Infinity are not JSON)"))
+        _check_values(marked, what, field)
+        raise AssertionError("a refused number was not found again")  # pragma: no cover
     except RecursionError as exc:  # unreachable after the depth check; kept so it can never be a 500
         raise errors.BadRequest(f"{what} nests deeper than {max_depth} levels", field=field) from exc
     except ValueError as exc:
         raise errors.BadRequest(f"{what} is not valid JSON: {exc}", field=field) from exc
-    if _SUSPICIOUS.search(text):
+    if _SURROGATE_ESCAPE.search(text):
         _check_values(value, what, field)
     return value
 
@@ -90,14 +134,8 @@ def _check_values(value: Any, what: str, field: str | None) -> None:
         if isinstance(node, str):
             if _SURROGATE.search(node):
                 _refuse(what, field, path, "holds a lone UTF-16 surrogate (not a Unicode character)")
-        elif isinstance(node, bool):
-            continue
-        elif isinstance(node, float):
-            if not math.isfinite(node):
-                _refuse(what, field, path, "is not a finite number")
-        elif isinstance(node, int):
-            if not _INT_MIN <= node < _INT_END:
-                _refuse(what, field, path, "is an integer outside the 64-bit range")
+        elif isinstance(node, _Mark):
+            _refuse(what, field, path, node.problem)
         elif isinstance(node, dict):
             for key, member in node.items():
                 if _SURROGATE.search(key):
