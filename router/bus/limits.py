@@ -4,14 +4,16 @@ nats-server answers a message it cannot take with ``-ERR`` and closes the connec
 then closes its client for good: one oversized subject, header block or payload would cut every
 part of the router off NATS. So nothing is sent that the server could refuse. The bounds:
 
-- subjects must be one publish subject (no whitespace or control characters, empty tokens or
-  wildcards), else the control line is misread; ``MAX_SUBJECT_BYTES``: a subject (``<bus.events_subject>.<type>`` for an event). nats-server reads
-  ``HPUB <subject> <reply inbox> <sizes>`` as one control line of at most 4 KiB
-  (``max_control_line``); 1 KiB leaves room for the inbox and keeps JetStream's subject index small.
+- a subject (``<bus.events_subject>.<type>`` for an event) must be one publish subject (no
+  whitespace or control characters, empty tokens or wildcards), else the control line is misread,
+  and at most ``MAX_SUBJECT_BYTES``: nats-server reads ``HPUB <subject> <reply inbox> <sizes>`` as
+  one control line of at most 4 KiB (``max_control_line``); 1 KiB leaves room for the inbox and
+  keeps JetStream's subject index small.
 - ``MAX_ATTRIBUTE_BYTES``: one attribute value, in UTF-8 (an event's ``type`` is bounded by the
   subject first). ``MAX_ATTRIBUTES``: attributes of one event (each is a ``ce-`` header).
-- the header block at most ``MAX_HEADER_BYTES`` (JetStream's 64 KiB); header names must be HTTP tokens and values must not contain CR, LF or NUL (they would end the
-  NATS header block early); ``MAX_HEADERS`` per message.
+- the header block at most ``MAX_HEADER_BYTES`` (JetStream's 64 KiB); header names must be HTTP
+  tokens and values must not contain CR, LF or NUL (they would end the NATS header block early);
+  ``MAX_HEADERS`` per message.
 - the whole message, headers included, against the ``max_payload`` the server announced at connect.
 - ``json_depth``: nesting of a JSON body (the sender's; Python's parser recurses per level).
 
@@ -28,8 +30,8 @@ from typing import Mapping
 
 from router import errors
 
-__all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADER_BYTES", "MAX_HEADERS", "MAX_SUBJECT_BYTES",
-           "check", "check_attributes", "check_headers", "check_message", "check_subject", "json_depth"]
+__all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADER_BYTES", "MAX_HEADERS",
+           "MAX_SUBJECT_BYTES", "check", "check_attributes", "check_headers", "check_message", "check_subject", "json_depth"]
 
 HEADER_OVERHEAD = 16
 """``NATS/1.0`` status line and the blank line that ends the header block."""
