@@ -29,9 +29,12 @@ from router import errors
 
 __all__ = ["MAX_DEPTH", "loads"]
 
-MAX_DEPTH = 128
-"""Arrays and objects nested in one document: deeper than any real webhook or event (GitHub's go to
-about 8), and far below the interpreter's recursion limit (about 1,000)."""
+MAX_DEPTH = 512
+"""Arrays and objects nested in one document, as a backstop: far below the interpreter's recursion
+limit (about 1,000), and the ceiling of ``http.max_json_depth``, the operative limit the edge checks
+on every request body first (default 64; real webhooks nest about 8 deep). This one also covers what
+the edge does not see as a body: documents inside one (a Pub/Sub message's ``data``, a JWT) and
+event data read back from the bus."""
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
