@@ -214,6 +214,10 @@ async def fetch(subscription: Subscription, batch: int, what: str) -> list[Msg]:
             _recovered(subscription, what)
         subscription.seen = time.time()
         return []
+    except nats.errors.ConnectionClosedError:
+        # The client is gone for good (the Bus replaces it): the supervised part that owns this
+        # subscription must restart and subscribe on the new client, not fetch from a dead one.
+        raise
     except (nats.errors.Error, nats.js.errors.Error) as exc:
         await _failed(subscription, what, exc)
         return []

@@ -320,9 +320,6 @@ async def test_serve_answers_unparsable_requests_with_json(nats_server, tmp_path
     assert b"application/json" in answer.partition(b"\r\n\r\n")[0].lower(), answer
 
 
-@pytest.mark.xfail(strict=True, reason="routing and the executor keep fetching from the closed client: "
-                   "router.bus.consumers.fetch swallows nats.errors.ConnectionClosedError instead of raising it "
-                   "so the supervised part restarts on the replacement client")
 async def test_after_a_replaced_client_serve_routes_and_executes_again(nats_server, tmp_path, free_port,
                                                                        monkeypatch):
     ran = tmp_path / "ran"
