@@ -216,7 +216,7 @@ class Bus:
         for (stream, durable), start in self._expected.items():
             consumers.declare(self.js, stream, durable, start)
         failed = self._unreachable.over()
-        log.info("connected to NATS %s%s", nc.connected_url.netloc if nc.connected_url else shown(url),
+        log.info("connected to NATS %s%s", shown(nc.connected_url.geturl()) if nc.connected_url else shown(url),
                  f" after {failed} failed attempt(s)" if failed else "")
 
     def _lost(self, nc: Client) -> None:
