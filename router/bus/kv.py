@@ -28,6 +28,7 @@ from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from router import errors
+from router.bus import backoff
 
 __all__ = ["Bucket", "Entry", "NO_CHANGE", "ensure_buckets", "missing_buckets", "needed_buckets", "open_bucket"]
 
@@ -127,22 +128,49 @@ class Bucket:
         except NATS_ERRORS as exc:
             raise self._unavailable(exc, "list") from exc
 
-    async def mutate(self, key: str, change: Change, attempts: int = 100) -> tuple[Any, Any]:
+    RACE_ATTEMPTS = 200
+    """Lost compare-and-set races before :meth:`mutate` gives up: about 100 s of backing off, far
+    more than routers contending for one key need (each of them writes a key one at a time)."""
+    RACE_BACKOFF = 0.01
+    RACE_BACKOFF_CAP = 1.0
+
+    async def mutate(self, key: str, change: Change, attempts: int = RACE_ATTEMPTS, *,
+                     known: Entry | None = None) -> tuple[Any, Any]:
         """Apply ``change`` atomically; returns (value before, value after).
 
         ``change`` gets a copy of the current value (``None`` if absent) and returns the new one, or
         :data:`NO_CHANGE`. It runs again whenever another writer got in between, so it must not have
-        side effects. Past ``attempts`` lost races: ``BusUnavailable`` (the caller retries later).
+        side effects. Between lost races it waits (``backoff.delay``, full jitter from
+        ``RACE_BACKOFF`` up to ``RACE_BACKOFF_CAP``), so writers of one hot key spread out instead of
+        colliding again at once. Past ``attempts`` lost races: ``BusUnavailable`` (the caller
+        retries later).
+
+        ``known``: the entry as the caller last saw it (e.g. its own last write). The first attempt
+        uses it instead of reading; a stale guess is not a lost race, and a decision not to change
+        a guessed value is checked against a real read, so ``known`` saves a read and never changes
+        an answer.
         """
-        for _ in range(attempts):
-            current, revision = await self.read(key)
+        lost = 0
+        while True:
+            guessed = known is not None
+            if known is not None:
+                current, revision, known = known.value, known.revision, None
+            else:
+                current, revision = await self.read(key)
             new = await change(json.loads(json.dumps(current)) if current is not None else None)
             if new is NO_CHANGE:
+                if guessed:
+                    continue
                 return current, current
             written = await (self.update(key, new, revision) if revision else self.create(key, new))
             if written is not None:
                 return current, new
-        raise errors.BusUnavailable(f"{self.what}: key {key} is too contended; will retry")
+            if guessed:
+                continue
+            lost += 1
+            if lost >= attempts:
+                raise errors.BusUnavailable(f"{self.what}: key {key} is too contended; will retry")
+            await asyncio.sleep(backoff.delay(lost, self.RACE_BACKOFF, self.RACE_BACKOFF_CAP))
 
 
 async def open_bucket(js: JetStreamContext, name: str, *, description: str, what: str, ttl: float = 0,

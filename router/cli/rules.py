@@ -2,7 +2,8 @@
 
 ``rules test`` is the dry run a rule author needs when a rule does not fire: for every rule, whether
 it matches the sample event, and if not, the first filter that rejected it and why; for the ones
-that match, the action exactly as it would run (templates rendered).
+that match, the action exactly as it would run (templates rendered). Both check the rules against
+``bus.max_age`` like ``serve`` does, so a rule that validates here also loads there.
 """
 
 from __future__ import annotations
@@ -11,21 +12,27 @@ import json
 import sys
 
 from router import errors
+from router.config import settings as settings_mod
 from router.model import events
 from router.plugins import catalog
 from router.rules import loading as rules
 from router.rules.matching import Matcher
 
 
-def validate(paths: list[str]) -> int:
-    loaded = rules.load(paths, catalog.load().actions)
+def _max_age(max_age: float | None) -> float:
+    """The caller's ``bus.max_age``; else the configured one ($TRIGGER_ROUTER_CONFIG and environment)."""
+    return settings_mod.load().bus.max_age if max_age is None else max_age
+
+
+def validate(paths: list[str], max_age: float | None = None) -> int:
+    loaded = rules.load(paths, catalog.load().actions, _max_age(max_age))
     for rule in loaded:
         print(f"ok  {rule.name}  ({rule.file}, action {rule.action.name})")
     print(f"{len(loaded)} rule(s) valid")
     return 0
 
 
-def test(paths: list[str], event_file: str, as_json: bool) -> int:
+def test(paths: list[str], event_file: str, as_json: bool, max_age: float | None = None) -> int:
     try:
         body = sys.stdin.buffer.read() if event_file == "-" else open(event_file, "rb").read()
     except OSError as exc:
@@ -34,7 +41,7 @@ def test(paths: list[str], event_file: str, as_json: bool) -> int:
         event = events.parse_structured(body)
     except errors.BadRequest as exc:
         raise errors.ConfigError(f"{event_file}: {exc.detail}") from exc
-    matcher = Matcher(rules.load(paths, catalog.load().actions))
+    matcher = Matcher(rules.load(paths, catalog.load().actions, _max_age(max_age)))
     report = []
     for verdict in matcher.explain(event):
         entry = {"rule": verdict.rule.name, "file": verdict.rule.file, "matched": verdict.matched}

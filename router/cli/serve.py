@@ -59,7 +59,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     plugins = catalog.load()
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
     # Invalid rules stop start-up with the file, rule and field: better than serving without them.
-    matcher = Matcher(rules.load(settings.rules.paths, plugins.actions)) if settings.rules.paths else Matcher([])
+    matcher = Matcher(rules.load(settings.rules.paths, plugins.actions, settings.bus.max_age)) \
+        if settings.rules.paths else Matcher([])
     routing = settings.router.enabled
     bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
     supervisor = supervision.Supervisor(stop)
@@ -137,4 +138,5 @@ class Routing:
 
     async def reload(self) -> None:
         settings, plugins, apply = self.settings, self.plugins, self.apply
-        await RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval).run()
+        await RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval,
+                           settings.bus.max_age).run()

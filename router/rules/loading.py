@@ -3,8 +3,9 @@
 A rule file holds one or more YAML documents of ``kind: TriggerRule`` (their model is in
 ``schema``). Everything that can be
 checked before an event arrives is checked at load (filter dialects, CEL syntax, action name and
-parameters, templates), and every error names the file, the rule and the field path, because a
-rule that fails at 3 a.m. on the first matching event is a rule that should never have loaded.
+parameters, templates, waits that would outlive ``bus.max_age`` when it is given), and every error
+names the file, the rule and the field path, because a rule that fails at 3 a.m. on the first
+matching event is a rule that should never have loaded.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def _loc(parts: Iterable[Any]) -> str:
     return out
 
 
-def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec]) -> Rule:
+def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec],
+                     max_age: float | None = None) -> Rule:
+    """One rule; ``max_age`` (``bus.max_age``): refuse a policy whose runs could wait longer."""
     name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) else None
     label = name or f"#{index + 1}"
     try:
@@ -107,6 +110,7 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
         params = templates.Template(raw_params, params_path)
         environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
         keys = policy_spec.compile_keys(spec.policy)
+        policy_spec.check_limits(spec.policy, max_age)
         correlation = policy_spec.compile_correlation(spec.correlate)
         if correlation is not None:
             members.append(AnyOf(correlation.any_of()))
@@ -145,8 +149,10 @@ def expand(paths: Iterable[str]) -> list[Path]:
     return sorted(dict.fromkeys(found))
 
 
-def load(paths: Iterable[str], actions: Mapping[str, ActionSpec]) -> list[Rule]:
-    """Every rule in ``paths``, compiled against ``actions`` (the plug-in catalog's); all or nothing."""
+def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float | None = None) -> list[Rule]:
+    """Every rule in ``paths``, compiled against ``actions`` (the plug-in catalog's); all or nothing.
+
+    ``max_age``: the bus's ``max_age``; a rule whose runs could wait longer is refused."""
     rules: dict[str, Rule] = {}
     for path in expand(paths):
         file = os.fspath(path)
@@ -157,7 +163,7 @@ def load(paths: Iterable[str], actions: Mapping[str, ActionSpec]) -> list[Rule]:
         except OSError as exc:
             raise errors.RuleError(f"cannot read: {exc.strerror}", file=file) from exc
         for index, doc in enumerate(d for d in documents if d is not None):
-            rule = compile_document(doc, file, index, actions)
+            rule = compile_document(doc, file, index, actions, max_age)
             if rule.name in rules:
                 raise errors.RuleError(f"duplicate rule name, first defined in {rules[rule.name].file}",
                                        file=file, rule=rule.name, field="metadata.name")

@@ -6,6 +6,11 @@ rate limits, joins in the policy bucket) lives in ``router.engine.policy``.
 Keys are ``{{ <CEL> }}`` templates rendered against the triggering event (a constant string is a
 valid template: one key for the whole rule). They are compiled when the rule loads, like action
 parameters, so a typo in a key expression is a load error naming the field, not a 3 a.m. surprise.
+
+Limits are checked here too, where they are configured (``check_limits``): a run that waits (delay,
+debounce, a rate-limit backlog of ``maxWaiting`` runs) lives as a message on the runs stream, and
+a message older than ``bus.max_age`` is deleted by JetStream. A rule whose wait could outlive it
+would lose runs without a trace, so it does not load.
 """
 
 from __future__ import annotations
@@ -82,6 +87,42 @@ class Policy(_Model):
     """Start no run earlier than this after its event."""
     dedupe: Dedupe | None = None
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
+    max_waiting: int = Field(1000, ge=1, le=100_000, alias="maxWaiting")
+    """Runs of this rule that may wait at once (delay, debounce, rate limit, their turn in a queue);
+    one more is recorded as finished ``error``, ``backlog full``, instead of piling up."""
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g}{unit}"
+    return f"{seconds:.3g}s"
+
+
+def longest_waits(policy: Policy) -> list[tuple[str, str, float]]:
+    """(field, what, seconds): the longest a run of this policy can wait for each of its timers."""
+    waits = []
+    if policy.delay is not None:
+        waits.append(("spec.policy.delay", "a delay", policy.delay))
+    if policy.debounce is not None:
+        waits.append(("spec.policy.debounce", "a debounce", policy.debounce))
+    if policy.rate_limit is not None:
+        limit = policy.rate_limit
+        what = f"a backlog of policy.maxWaiting ({policy.max_waiting}) runs at {limit.rate} per {_span(limit.per)}"
+        waits.append(("spec.policy.rateLimit", what, policy.max_waiting * limit.per / limit.rate))
+    return waits
+
+
+def check_limits(policy: Policy, max_age: float | None) -> None:
+    """Refuse a wait as long as ``bus.max_age`` (0 or ``None``: messages never expire, nothing to check)."""
+    if not max_age:
+        return
+    for path, what, seconds in longest_waits(policy):
+        if seconds >= max_age:
+            hint = "lower policy.maxWaiting or raise the rate" if path.endswith("rateLimit") else "shorten it"
+            raise errors.RuleError(f"{what} can keep a run waiting {_span(seconds)}, and bus.max_age "
+                                   f"({_span(max_age)}) deletes its message sooner: the run would be lost; {hint}",
+                                   field=path)
 
 
 def render_key(template: templates.Template | None, event: CloudEvent) -> str:
@@ -116,16 +157,21 @@ class Keys:
     concurrency: templates.Template | None = None
     dedupe: templates.Template | None = None
     rate: templates.Template | None = None
+    per_rule: frozenset[str] = frozenset({"concurrency", "rate"})
+    """The policies whose key has no ``{{ }}``: one key, so one backlog, for the whole rule."""
 
 
 def compile_keys(policy: Any) -> Keys:
     def key(value: str | None, path: str) -> templates.Template | None:
         return None if value is None else templates.Template(value, path)
 
+    sources = {"concurrency": policy.concurrency.key if policy.concurrency else None,
+               "rate": policy.rate_limit.key if policy.rate_limit else None}
     return Keys(
-        concurrency=key(policy.concurrency.key if policy.concurrency else None, "spec.policy.concurrency.key"),
+        concurrency=key(sources["concurrency"], "spec.policy.concurrency.key"),
         dedupe=key(policy.dedupe.key if policy.dedupe else None, "spec.policy.dedupe.key"),
-        rate=key(policy.rate_limit.key if policy.rate_limit else None, "spec.policy.rateLimit.key"),
+        rate=key(sources["rate"], "spec.policy.rateLimit.key"),
+        per_rule=frozenset(kind for kind, source in sources.items() if "{{" not in (source or "")),
     )
 
 

@@ -38,8 +38,10 @@ def fingerprint(paths: list[str]) -> tuple:
 
 class RuleReloader:
     def __init__(self, paths: list[str], actions: Mapping[str, rules.ActionSpec], apply: Callable[[Matcher], None],
-                 interval: float) -> None:
+                 interval: float, max_age: float | None = None) -> None:
         self.paths = paths
+        self.max_age = max_age
+        """``bus.max_age``: a reloaded rule whose runs could wait longer is rejected like at start."""
         self.actions = actions
         self.apply = apply
         self.interval = interval
@@ -47,7 +49,7 @@ class RuleReloader:
         self._seen = fingerprint(paths)
 
     def load(self) -> Matcher:
-        return Matcher(rules.load(self.paths, self.actions))
+        return Matcher(rules.load(self.paths, self.actions, self.max_age))
 
     def request(self) -> None:
         self._wake.set()

@@ -6,7 +6,9 @@ bucket, written with optimistic concurrency), never in process memory, so it hol
 and restarts. What a rule says (``policy.concurrency/debounce/delay/dedupe/rateLimit``,
 ``correlate``) is part of the rules (``router.rules.policy``); this package enforces it:
 
-- ``store``: the bucket (through ``router.bus.kv``'s compare-and-set);
+- ``store``: the bucket (through ``router.bus.kv``'s compare-and-set), one writer per key per
+  process (``queueing``, a kopf-style per-key queue);
+- ``backlog``: how many runs of a rule may wait at once (``policy.maxWaiting``);
 - ``admission``: the router side, deciding when a run is recorded (dedupe, concurrency, timing);
 - ``gate``: the executor side, deciding when a recorded run may start, and cancelling it;
 - ``concurrency``, ``debounce``, ``dedupe``, ``ratelimit``, ``correlation``: one concept each.

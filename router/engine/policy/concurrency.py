@@ -7,7 +7,11 @@ the triggering event's stream sequence (JetStream's arrival order, the same for 
   otherwise it is recorded as ``forbidden`` (outcome cancel) and never executed;
 - ``replace``: the new run takes the slot and every holder is asked to cancel; a run whose event is
   *older* than the holder's does not take the slot: it is itself recorded as replaced by the holder;
-- ``queue``: runs join the list; the executor starts only the head and releases it when finished.
+- ``queue``: runs join the list behind the head (which may be running), in stream order; the
+  executor starts only the head and releases it when finished.
+  A queue holds at most ``policy.maxWaiting`` runs behind its head; one more is not admitted
+  (``backlog-full``). The slot also keeps the queue's ``pace`` (seconds from one head to the next,
+  a moving average), so a run far back knows roughly when to look again (``gate``).
 
 Cancellation is durable and live at once: a ``cancel.<run id>`` entry in the bucket (checked by
 the executor before it starts a run) and a core NATS message on ``<control>.cancel.<run id>``
@@ -41,23 +45,32 @@ class Claim:
     """Runs this one replaced (``replace``)."""
     position: int = 0
     """Runs ahead of this one (``queue``)."""
+    waiting: int = 0
+    """Runs in the slot behind its head, this one included (``queue``)."""
 
 
 def cancel_key(run_id: str) -> str:
     return f"cancel.{run_id}"
 
 
+PACE_FASTER, PACE_SLOWER = 0.5, 0.1
+"""Weight of the newest interval in a queue's ``pace`` when it is shorter / longer than the pace."""
+PACE_GROWTH = 1.5
+"""The most one interval counts for, as a multiple of the pace so far."""
+
+
 def decide(holders: list[dict[str, Any]], mode: str, run_id: str, seq: int,
-           unfinished: set[str] = frozenset()) -> tuple[Claim, Any]:
-    """(what happens to run ``run_id`` of the event at ``seq``, the slot's new value or ``NO_CHANGE``).
+           unfinished: set[str] = frozenset(), limit: int | None = None) -> tuple[Claim, Any]:
+    """(what happens to run ``run_id`` of the event at ``seq``, the slot's new runs or ``NO_CHANGE``).
 
     ``holders`` is the slot's list; ``unfinished`` the holders whose runs have not finished (only
-    ``forbid`` asks, since a finished holder no longer blocks anyone).
+    ``forbid`` asks, since a finished holder no longer blocks anyone); ``limit``: the most runs a
+    ``queue`` may hold behind its head (``None``: no limit here).
     """
     mine = {"run": run_id, "seq": seq}
     if any(h["run"] == run_id for h in holders):
         # A redelivered event: the slot already says what we decided.
-        return Claim(position=[h["run"] for h in holders].index(run_id)), NO_CHANGE
+        return Claim(position=[h["run"] for h in holders].index(run_id), waiting=len(holders) - 1), NO_CHANGE
     if mode == "replace":
         newer = [h for h in holders if h["seq"] > seq]
         if newer:
@@ -68,11 +81,64 @@ def decide(holders: list[dict[str, Any]], mode: str, run_id: str, seq: int,
             if holder["run"] in unfinished:
                 return Claim(False, "forbidden", holder["run"]), NO_CHANGE
         return Claim(), {"runs": [mine]}
-    queued = sorted([*holders, mine], key=lambda h: h["seq"])
-    return Claim(position=queued.index(mine)), {"runs": queued}
+    if limit is not None and len(holders) > limit:
+        return Claim(False, "backlog-full", holders[0]["run"], waiting=len(holders) - 1), NO_CHANGE
+    # The head may be running already: an older event routed late (by another router, or
+    # redelivered) queues first behind it, never ahead of it, so runs never overlap.
+    queued = holders[:1] + sorted([*holders[1:], mine], key=lambda h: h["seq"])
+    return Claim(position=queued.index(mine), waiting=len(queued) - 1), {"runs": queued}
 
 
-async def claim(store: PolicyStore, states: runs.RunStates, slot: str, mode: str, run_id: str, seq: int) -> Claim:
+def released(current: dict[str, Any] | None, run_id: str, now: float) -> Any:
+    """The slot without ``run_id`` (``NO_CHANGE`` if it is not there), its queue's pace updated.
+
+    ``since`` is when the previous head left; when this head leaves, ``now - since`` goes into the
+    moving average ``pace``: quickly when the queue went faster, slowly and at most ``PACE_GROWTH``
+    times the pace so far when it went slower. Runs far back look again after about their position
+    times the pace: a pace too slow makes them late, a late head stalls the queue, and the stall
+    would make the pace slower still; a pace too fast only costs an extra look. Nothing is measured
+    from the first head's claim (that interval holds the routers' and executors' start-up). ``head``
+    is when the current head got the slot. An empty slot forgets it all, so yesterday's runs say
+    nothing about today's."""
+    holders = (current or {}).get("runs", [])
+    if not any(h["run"] == run_id for h in holders):
+        return NO_CHANGE
+    rest = [h for h in holders if h["run"] != run_id]
+    if not rest:
+        return {"runs": []}
+    new = {**current, "runs": rest}
+    if holders[0]["run"] == run_id:
+        new["since"] = new["head"] = now
+        if "since" in current:
+            interval, pace = max(now - current["since"], 0.0), current.get("pace")
+            if pace is None:
+                new["pace"] = interval
+            else:
+                weight = PACE_FASTER if interval < pace else PACE_SLOWER
+                new["pace"] = (1 - weight) * pace + weight * min(interval, PACE_GROWTH * pace)
+    return new
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue slot as a waiting run sees it."""
+
+    order: list[str]
+    """Run ids, head first."""
+    pace: float | None
+    """Seconds from one head to the next (``None``: not measured yet)."""
+    head_for: float
+    """Seconds the current head has held the slot (0 if unknown)."""
+
+
+def queue_of(current: dict[str, Any] | None, now: float) -> Queue:
+    current = current or {}
+    return Queue([h["run"] for h in current.get("runs", [])], current.get("pace"),
+                 max(now - current["head"], 0.0) if "head" in current else 0.0)
+
+
+async def claim(store: PolicyStore, states: runs.RunStates, slot: str, mode: str, run_id: str, seq: int,
+                limit: int | None = None) -> Claim:
     result = Claim()
 
     async def change(current: dict[str, Any] | None):
@@ -85,27 +151,31 @@ async def claim(store: PolicyStore, states: runs.RunStates, slot: str, mode: str
                 if state is None or state.get("state") != "finished":
                     unfinished.add(holder["run"])
                     break  # the first unfinished holder forbids; the rest need not be read
-        result, new = decide(holders, mode, run_id, seq, unfinished)
-        return new
+        result, new = decide(holders, mode, run_id, seq, unfinished, limit)
+        if new is NO_CHANGE:
+            return NO_CHANGE
+        if mode == "queue" and not holders:
+            return {**new, "head": time.time()}  # this run is the head from now
+        return {**(current or {}), **new}  # keeps the pace
 
-    await store.mutate(slot, change)
+    await store.mutate(slot, change, order=seq)
     return result
 
 
-async def release(store: PolicyStore, slot: str, run_id: str) -> None:
+async def release(store: PolicyStore, slot: str, run_id: str, seq: int = 0) -> list[str] | None:
+    """Leave the slot; the runs still in it, in order (``None``: this run was not in it)."""
     async def change(current: dict[str, Any] | None):
-        holders = (current or {}).get("runs", [])
-        if not any(h["run"] == run_id for h in holders):
-            return NO_CHANGE
-        return {"runs": [h for h in holders if h["run"] != run_id]}
+        return released(current, run_id, time.time())
 
-    await store.mutate(slot, change)
+    before, after = await store.mutate(slot, change, order=seq)
+    if after is before:
+        return None
+    return [h["run"] for h in after["runs"]]
 
 
-async def head(store: PolicyStore, slot: str) -> str | None:
+async def queue(store: PolicyStore, slot: str) -> Queue:
     current, _ = await store.read(slot)
-    holders = (current or {}).get("runs", [])
-    return holders[0]["run"] if holders else None
+    return queue_of(current, time.time())
 
 
 async def request_cancel(store: PolicyStore, nc: Any, control_subject: str, run_id: str, reason: str,

@@ -22,11 +22,17 @@ def latest(current: dict[str, Any] | None, run_id: str, seq: int, now: float) ->
     return {"run": run_id, "seq": seq, "at": now}
 
 
+def pending(current: dict[str, Any] | None, seq: int, debounce: float, now: float) -> bool:
+    """Whether the event at ``seq`` only replaces a run of its key that is still waiting (or is
+    that run, redelivered, or older than it): then it adds no waiting run to the rule."""
+    return bool(current) and (current.get("seq", 0) >= seq or current.get("at", 0) + debounce > now)
+
+
 async def note(store: PolicyStore, slot: str, run_id: str, seq: int) -> None:
     async def change(current: dict[str, Any] | None):
         return latest(current, run_id, seq, time.time())
 
-    await store.mutate(slot, change)
+    await store.mutate(slot, change, order=seq)
 
 
 async def superseded_by(store: PolicyStore, slot: str, run_id: str) -> str | None:

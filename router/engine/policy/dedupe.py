@@ -33,3 +33,12 @@ async def claim(store: PolicyStore, slot: str, run_id: str, window: float, now: 
 
     await store.mutate(slot, change)
     return original
+
+
+async def give_back(store: PolicyStore, slot: str, run_id: str) -> None:
+    """End the window ``run_id`` opened, for a run that will not run after all (``backlog full``):
+    the next event with the key must not be dropped as a duplicate of work never done."""
+    async def change(current: dict[str, Any] | None):
+        return {"run": run_id, "at": 0.0} if current and current.get("run") == run_id else NO_CHANGE
+
+    await store.mutate(slot, change)

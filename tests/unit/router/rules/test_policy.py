@@ -76,3 +76,66 @@ def test_templates_of_a_correlated_rule_reach_every_joined_event(tmp_path):
     trigger = events.make({"id": "2", "source": "/k8s", "type": "io.k8s.deployment.rollout_completed"}, {})
     joined = {"published": {"id": "1", "type": "x", "data": {"tag": "v1.2"}}}
     assert rule.render(trigger, {"events": joined})["command"] == ["echo", "v1.2"]
+
+
+DAY = 86400.0
+LIMITS = [
+    # (policy, bus.max_age) -> field refused (None: loads), words of the message
+    ("a delay shorter than max_age loads", "{delay: 6d}", 7 * DAY, None, ""),
+    ("a delay as long as max_age is refused", "{delay: 7d}", 7 * DAY, "spec.policy.delay",
+     "a delay can keep a run waiting 7d, and bus.max_age (7d) deletes its message sooner"),
+    ("a delay longer than max_age is refused", "{delay: 8d}", 7 * DAY, "spec.policy.delay", "shorten it"),
+    ("a debounce longer than max_age is refused", "{debounce: 2h}", 3600.0, "spec.policy.debounce",
+     "a debounce can keep a run waiting 2h"),
+    ("a rate-limit backlog within max_age loads", "{rateLimit: {rate: 1, per: 10m}}", 7 * DAY, None, ""),
+    ("a rate-limit backlog (maxWaiting runs) past max_age is refused", "{rateLimit: {rate: 1, per: 10m}}", DAY,
+     "spec.policy.rateLimit", "a backlog of policy.maxWaiting (1000) runs at 1 per 10m can keep a run waiting 6.94d"),
+    ("a smaller maxWaiting bounds the backlog", "{rateLimit: {rate: 1, per: 10m}, maxWaiting: 100}", DAY, None, ""),
+    ("the hint says what to change", "{rateLimit: {rate: 1, per: 10m}}", DAY, "spec.policy.rateLimit",
+     "lower policy.maxWaiting or raise the rate"),
+    ("max_age 0 keeps messages for ever: nothing to outlive", "{delay: 30d}", 0.0, None, ""),
+    ("no max_age given: not checked", "{delay: 30d}", None, None, ""),
+    ("a queue has no timer to check", "{concurrency: {mode: queue}}", 60.0, None, ""),
+]
+
+
+@pytest.mark.parametrize("case,policy,max_age,field,message", LIMITS, ids=[c[0] for c in LIMITS])
+def test_waits_that_outlive_the_bus_are_refused_at_load(tmp_path, case, policy, max_age, field, message):
+    path = write(tmp_path, f"kind: TriggerRule\nmetadata: {{name: slow}}\nspec:\n  {ACTION}\n  policy: {policy}\n")
+    if field is None:
+        [rule] = rules.load([str(path)], catalog.load().actions, max_age)
+        assert rule.name == "slow"
+        return
+    with pytest.raises(errors.RuleError) as caught:
+        rules.load([str(path)], catalog.load().actions, max_age)
+    assert (caught.value.file, caught.value.rule, caught.value.field) == (str(path), "slow", field)
+    assert message in caught.value.message and "the run would be lost" in caught.value.message
+
+
+def test_max_waiting_defaults_to_a_thousand_and_must_be_positive(tmp_path):
+    assert load(tmp_path, ACTION).policy.max_waiting == 1000
+    with pytest.raises(errors.RuleError) as caught:
+        load(tmp_path, f"{ACTION}\n  policy: {{maxWaiting: 0}}")
+    assert caught.value.field == "spec.policy.maxWaiting" and "greater than or equal to 1" in str(caught.value)
+
+
+def test_reload_and_rules_validate_check_against_max_age_too(tmp_path):
+    from router.cli import rules as rule_commands
+    from router.rules.reload import RuleReloader
+
+    path = str(write(tmp_path, f"kind: TriggerRule\nmetadata: {{name: slow}}\nspec:\n  {ACTION}\n  policy: {{delay: 2h}}\n"))
+    assert len(RuleReloader([path], catalog.load().actions, lambda m: None, 1.0).load().rules) == 1
+    for load_them in (lambda: RuleReloader([path], catalog.load().actions, lambda m: None, 1.0, 3600.0).load(),
+                      lambda: rule_commands.validate([path], max_age=3600.0)):
+        with pytest.raises(errors.RuleError, match="spec.policy.delay"):
+            load_them()
+
+
+@pytest.mark.parametrize("policy,per_rule", [
+    ("{}", {"concurrency", "rate"}),
+    ("{concurrency: {key: 'all', mode: queue}}", {"concurrency", "rate"}),
+    ("{concurrency: {key: '{{ data.app }}', mode: queue}}", {"rate"}),
+    ("{rateLimit: {rate: 1, key: '{{ data.cluster }}'}, debounce: 1s}", {"concurrency"}),
+])
+def test_keys_without_templates_are_one_key_for_the_whole_rule(tmp_path, policy, per_rule):
+    assert load(tmp_path, f"{ACTION}\n  policy: {policy}").keys.per_rule == per_rule
