@@ -349,7 +349,9 @@ class Bus:
         self._closing = True
         if self._connector:
             self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
+            # Bounded: on Python 3.11 a cancel racing a request's timeout can be swallowed as a
+            # TimeoutError by a retry loop, and shutdown must not hang on it.
+            await asyncio.wait({self._connector}, timeout=5)
         if self.nc and not self.nc.is_closed:
             try:
                 await self.nc.drain()
