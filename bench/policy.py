@@ -110,12 +110,12 @@ async def finished(states: runs.RunStates, rule: str) -> list[dict]:
     return [s for s in every if s.get("rule") == rule and s.get("state") == "finished"]
 
 
-async def all_finished(observer: Bus, states: runs.RunStates, settings: settings_mod.Settings, rule: str, n: int,
-                       tasks: list[asyncio.Task], began: float) -> list[dict]:
-    """Every state of ``rule`` once ``n`` ``finished`` outcomes were seen (then checked in the bucket).
+async def count_finished(observer: Bus, settings: settings_mod.Settings, rule: str, n: int):
+    """(subscription, event set once ``n`` distinct ``finished`` outcomes of ``rule`` were seen).
 
-    Polling the bucket instead would read thousands of states a few times a second, in the event
-    loop the routers and executors share: a queue would then run at the polling pace."""
+    Subscribed before the runs start. Polling the state bucket instead would read thousands of
+    states a few times a second, in the event loop the routers and executors share: a queue would
+    then go at the polling pace."""
     seen, enough = set(), asyncio.Event()
 
     async def outcome(msg) -> None:
@@ -124,25 +124,25 @@ async def all_finished(observer: Bus, states: runs.RunStates, settings: settings
             enough.set()
 
     subject = f"{settings.bus.outcomes_subject}.finished.{subject_token(rule)}"
-    subscription = await observer.nc.subscribe(subject, cb=outcome)
-    try:
-        while True:
-            try:
-                await asyncio.wait_for(enough.wait(), 5)
-            except asyncio.TimeoutError:
-                pass
-            for task in tasks:
-                if task.done():
-                    raise RuntimeError(f"a worker stopped: {task.exception()!r}")
-            if enough.is_set():
-                done = await finished(states, rule)
-                if len(done) >= n:
-                    return done
-                enough.clear()
-            if time.perf_counter() - began > 600:
-                raise RuntimeError(f"{rule}: {len(seen)} of {n} runs finished after 600s")
-    finally:
-        await subscription.unsubscribe()
+    return await observer.nc.subscribe(subject, cb=outcome), enough
+
+
+async def all_finished(enough: asyncio.Event, states: runs.RunStates, rule: str, n: int,
+                       tasks: list[asyncio.Task], began: float) -> list[dict]:
+    while True:
+        try:
+            await asyncio.wait_for(enough.wait(), 10)
+        except asyncio.TimeoutError:  # checked in the bucket every 10 s anyway (a lost outcome)
+            pass
+        for task in tasks:
+            if task.done():
+                raise RuntimeError(f"a worker stopped: {task.exception()!r}")
+        done = await finished(states, rule)
+        if len(done) >= n:
+            return done
+        enough.clear()
+        if time.perf_counter() - began > 600:
+            raise RuntimeError(f"{rule}: {len(done)} of {n} runs finished after 600s")
 
 
 async def run_mode(mode: str, n: int, processes: list[tuple[EventRouter, Executor]], observer: Bus,
@@ -153,15 +153,19 @@ async def run_mode(mode: str, n: int, processes: list[tuple[EventRouter, Executo
         await observer.publish_all(batch[start:start + 500])
     writes_before, lines_before = await policy_writes(observer, settings), contended.lines
     OPS.clear()
+    subscription, enough = await count_finished(observer, settings, f"bench-{mode}", n)
     began = time.perf_counter()
     tasks = [asyncio.create_task(worker.run()) for router, executor in processes for worker in (router, executor)]
     try:
-        finals = await all_finished(observer, states, settings, f"bench-{mode}", n, tasks, began)
+        finals = await all_finished(enough, states, f"bench-{mode}", n, tasks, began)
         done_at = time.perf_counter()
     finally:
+        await subscription.unsubscribe()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, stuck = await asyncio.wait(tasks, timeout=30)
+        if stuck:
+            raise RuntimeError(f"{len(stuck)} worker(s) did not stop within 30s of cancelling")
     executed = (out / mode).read_text().split() if (out / mode).exists() else []
     outcomes = collections.Counter(s.get("decision") if s.get("outcome") != "success" else "run" for s in finals)
     policy_ops = sum(v for (what, _), v in OPS.items() if what == "policy state")

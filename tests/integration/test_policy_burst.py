@@ -10,7 +10,7 @@
   exactly one final run per key (on the key's last event), the rest cancelled with the reason
   (debounced, or replaced by a newer run, some of them while running in the other process).
 
-The 1,000-event queue (about 30 s on the 2-core machine, alone) is in ``bench/policy.py``.
+The 1,000-event queue (about 40 s on the 2-core machine with two routers) is in ``bench/policy.py``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from tests.integration.test_router_processes import CLI, stop_router
 
 BURST = 1000
 QUEUED = 300
-"""Queued runs go one at a time, ~30 ms each here with the executor's bookkeeping: 300 keep the
-test near 10 s; bench/policy.py queues 1,000."""
+"""Queued runs go one at a time: 300 take ~5 s here, 1,000 about 40 s with two routers (more on a
+busy machine), so the 1,000 are bench/policy.py's."""
 ONE_KEY = "com.example.one-key"
 
 KEYS = 100
@@ -175,17 +175,16 @@ async def one_key_burst(nats_server, tmp_path, caplog, capsys, name: str, policy
             chunk = burst[start:start + 500]
             for event, published in zip(chunk, await buses[0].publish_all(chunk)):
                 seqs[runs.run_id(name, event)] = published.seq
-        began = time.monotonic()
-        for bus in buses[1:]:
-            states = await runs.RunStates.open(bus.js, settings)
-            tasks += [asyncio.create_task(EventRouter(bus, settings, matcher, states).run()),
-                      asyncio.create_task(Executor(bus, settings, plugins, states).run())]
-        await all_finished(buses[0], settings, name, count, began + timeout, tasks)
-        elapsed = time.monotonic() - began
+        async with Finished(buses[0], settings, name, count) as finished:
+            began = time.monotonic()
+            for bus in buses[1:]:
+                states = await runs.RunStates.open(bus.js, settings)
+                tasks += [asyncio.create_task(EventRouter(bus, settings, matcher, states).run()),
+                          asyncio.create_task(Executor(bus, settings, plugins, states).run())]
+            await finished.wait(began + timeout, tasks)
+            elapsed = time.monotonic() - began
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(tasks)
         for bus in buses:
             await bus.close()
     contended = [r.getMessage() for r in caplog.records if "too contended" in r.getMessage()]
@@ -194,36 +193,53 @@ async def one_key_burst(nats_server, tmp_path, caplog, capsys, name: str, policy
         seqs, elapsed
 
 
-async def all_finished(bus: Bus, settings, rule: str, count: int, deadline: float, tasks) -> None:
-    """Wait until ``count`` runs of ``rule`` finished: counted from the ``finished`` outcomes, then
-    checked once in the state bucket. (Polling the bucket would read every state twice a second:
-    enough event-loop time to slow the runs down to the polling pace.)"""
-    seen, enough = set(), asyncio.Event()
+class Finished:
+    """Counts the ``finished`` outcomes of one rule; open it before any run can finish.
 
-    async def outcome(msg) -> None:
-        seen.add(msg.headers.get("ce-id") if msg.headers else msg.data)
-        if len(seen) >= count:
-            enough.set()
+    Polling the state bucket instead would read every state twice a second, enough event-loop
+    time to slow the routers and executors down to the polling pace."""
 
-    subject = f"{settings.bus.outcomes_subject}.finished.{subject_token(rule)}"
-    subscription = await bus.nc.subscribe(subject, cb=outcome)
-    watch = await runs.RunStates.open(bus.js, settings)
-    try:
+    def __init__(self, bus: Bus, settings, rule: str, count: int) -> None:
+        self.bus, self.settings, self.rule, self.count = bus, settings, rule, count
+        self.seen: set = set()
+        self.enough = asyncio.Event()
+        self.subscription = None
+
+    async def __aenter__(self) -> "Finished":
+        async def outcome(msg) -> None:
+            self.seen.add((msg.headers or {}).get("ce-id"))
+            if len(self.seen) >= self.count:
+                self.enough.set()
+
+        subject = f"{self.settings.bus.outcomes_subject}.finished.{subject_token(self.rule)}"
+        self.subscription = await self.bus.nc.subscribe(subject, cb=outcome)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.subscription.unsubscribe()
+
+    async def wait(self, deadline: float, tasks) -> None:
+        """Until every run finished (then checked once in the state bucket), or fail at ``deadline``."""
+        watch = await runs.RunStates.open(self.bus.js, self.settings)
         while True:
             try:
-                await asyncio.wait_for(enough.wait(), 5)
+                await asyncio.wait_for(self.enough.wait(), 5)
             except asyncio.TimeoutError:
                 pass
             for task in tasks:
                 assert not task.done(), f"a router or executor stopped: {task.exception()!r}"
-            if enough.is_set():
-                states = [s for s in await watch.all() if s.get("rule") == rule]
-                if len(states) == count and all(s.get("state") == "finished" for s in states):
-                    return
-                enough.clear()
-            assert time.monotonic() < deadline, f"{len(seen)} of {count} runs finished in time"
-    finally:
-        await subscription.unsubscribe()
+            states = [s for s in await watch.all() if s.get("rule") == self.rule]
+            if len(states) == self.count and all(s.get("state") == "finished" for s in states):
+                return
+            self.enough.clear()
+            assert time.monotonic() < deadline, f"{len(self.seen)} of {self.count} runs finished in time"
+
+
+async def stop(tasks) -> None:
+    for task in tasks:
+        task.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
+    assert not pending, f"{len(pending)} router or executor task(s) did not stop within 30s of cancelling"
 
 
 async def listed(settings, rule: str, capsys) -> list[dict]:
@@ -354,13 +370,12 @@ async def test_runs_past_max_waiting_end_backlog_full_not_lost(nats_server, tmp_
         burst = [events.make({"id": f"e{i}", "source": "/burst", "type": ONE_KEY}, {"k": k}) for i, k in enumerate(keys)]
         await bus.publish_all(burst)
         states = await runs.RunStates.open(bus.js, settings)
-        tasks = [asyncio.create_task(EventRouter(bus, settings, matcher, states).run()),
-                 asyncio.create_task(Executor(bus, settings, plugins, states).run())]
-        await all_finished(bus, settings, name, len(keys), time.monotonic() + 30, tasks)
+        async with Finished(bus, settings, name, len(keys)) as finished:
+            tasks = [asyncio.create_task(EventRouter(bus, settings, matcher, states).run()),
+                     asyncio.create_task(Executor(bus, settings, plugins, states).run())]
+            await finished.wait(time.monotonic() + 30, tasks)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(tasks)
         await bus.close()
     listed_runs = await listed(settings, name, capsys)
     assert len(listed_runs) == len(keys), "an event is not accounted for"

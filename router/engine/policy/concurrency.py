@@ -10,8 +10,8 @@ the triggering event's stream sequence (JetStream's arrival order, the same for 
 - ``queue``: runs join the list behind the head (which may be running), in stream order; the
   executor starts only the head and releases it when finished.
   A queue holds at most ``policy.maxWaiting`` runs behind its head; one more is not admitted
-  (``backlog-full``). The slot also keeps the queue's ``pace`` (seconds from one head to the next,
-  a moving average), so a run far back knows roughly when to look again (``gate``).
+  (``backlog-full``). The slot also keeps the queue's ``pace`` (seconds from one head to the next
+  while the queue flows, a moving average), so a run far back knows when to look again (``gate``).
 
 Cancellation is durable and live at once: a ``cancel.<run id>`` entry in the bucket (checked by
 the executor before it starts a run) and a core NATS message on ``<control>.cancel.<run id>``
@@ -53,10 +53,13 @@ def cancel_key(run_id: str) -> str:
     return f"cancel.{run_id}"
 
 
-PACE_FASTER, PACE_SLOWER = 0.5, 0.1
-"""Weight of the newest interval in a queue's ``pace`` when it is shorter / longer than the pace."""
+PACE_WEIGHT = 0.2
+"""Weight of the newest interval in a queue's ``pace``."""
 PACE_GROWTH = 1.5
 """The most one interval counts for, as a multiple of the pace so far."""
+PACE_SAMPLES = 8
+"""Intervals measured before the pace is used: the first ones, while the routers and executors
+are still busy with the burst, can be many times the queue's real pace."""
 
 
 def decide(holders: list[dict[str, Any]], mode: str, run_id: str, seq: int,
@@ -89,17 +92,17 @@ def decide(holders: list[dict[str, Any]], mode: str, run_id: str, seq: int,
     return Claim(position=queued.index(mine), waiting=len(queued) - 1), {"runs": queued}
 
 
-def released(current: dict[str, Any] | None, run_id: str, now: float) -> Any:
+def released(current: dict[str, Any] | None, run_id: str, now: float, flowing: bool = False) -> Any:
     """The slot without ``run_id`` (``NO_CHANGE`` if it is not there), its queue's pace updated.
 
-    ``since`` is when the previous head left; when this head leaves, ``now - since`` goes into the
-    moving average ``pace``: quickly when the queue went faster, slowly and at most ``PACE_GROWTH``
-    times the pace so far when it went slower. Runs far back look again after about their position
-    times the pace: a pace too slow makes them late, a late head stalls the queue, and the stall
-    would make the pace slower still; a pace too fast only costs an extra look. Nothing is measured
-    from the first head's claim (that interval holds the routers' and executors' start-up). ``head``
-    is when the current head got the slot. An empty slot forgets it all, so yesterday's runs say
-    nothing about today's."""
+    ``since`` is when the previous head left. ``flowing``: this run was waiting at the front and
+    started the moment that happened (``gate`` held it); then ``now - since`` is one run of a queue
+    that flows, and goes into the moving average ``pace`` (counting at most ``PACE_GROWTH`` times
+    the pace so far, so one slow run moves it little). Runs far back look again after about their
+    position times the pace, so a pace too slow makes them late; a late head stalls the queue, and
+    measuring stalls too would make the pace slower still. A pace too fast only costs them an extra
+    look. ``samples`` counts the measurements. ``head`` is when the current head got the slot. An empty slot forgets it all, so
+    yesterday's runs say nothing about today's."""
     holders = (current or {}).get("runs", [])
     if not any(h["run"] == run_id for h in holders):
         return NO_CHANGE
@@ -109,13 +112,13 @@ def released(current: dict[str, Any] | None, run_id: str, now: float) -> Any:
     new = {**current, "runs": rest}
     if holders[0]["run"] == run_id:
         new["since"] = new["head"] = now
-        if "since" in current:
+        if flowing and "since" in current:
             interval, pace = max(now - current["since"], 0.0), current.get("pace")
             if pace is None:
                 new["pace"] = interval
             else:
-                weight = PACE_FASTER if interval < pace else PACE_SLOWER
-                new["pace"] = (1 - weight) * pace + weight * min(interval, PACE_GROWTH * pace)
+                new["pace"] = (1 - PACE_WEIGHT) * pace + PACE_WEIGHT * min(interval, PACE_GROWTH * pace)
+            new["samples"] = current.get("samples", 0) + 1
     return new
 
 
@@ -126,14 +129,15 @@ class Queue:
     order: list[str]
     """Run ids, head first."""
     pace: float | None
-    """Seconds from one head to the next (``None``: not measured yet)."""
+    """Seconds from one head to the next (``None``: not measured ``PACE_SAMPLES`` times yet)."""
     head_for: float
     """Seconds the current head has held the slot (0 if unknown)."""
 
 
 def queue_of(current: dict[str, Any] | None, now: float) -> Queue:
     current = current or {}
-    return Queue([h["run"] for h in current.get("runs", [])], current.get("pace"),
+    measured = current.get("samples", 0) >= PACE_SAMPLES
+    return Queue([h["run"] for h in current.get("runs", [])], current.get("pace") if measured else None,
                  max(now - current["head"], 0.0) if "head" in current else 0.0)
 
 
@@ -162,10 +166,12 @@ async def claim(store: PolicyStore, states: runs.RunStates, slot: str, mode: str
     return result
 
 
-async def release(store: PolicyStore, slot: str, run_id: str, seq: int = 0) -> list[str] | None:
-    """Leave the slot; the runs still in it, in order (``None``: this run was not in it)."""
+async def release(store: PolicyStore, slot: str, run_id: str, seq: int = 0,
+                  flowing: bool = False) -> list[str] | None:
+    """Leave the slot (``flowing``: see :func:`released`); the runs still in it, in order
+    (``None``: this run was not in it)."""
     async def change(current: dict[str, Any] | None):
-        return released(current, run_id, time.time())
+        return released(current, run_id, time.time(), flowing)
 
     before, after = await store.mutate(slot, change, order=seq)
     if after is before:

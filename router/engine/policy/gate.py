@@ -45,7 +45,7 @@ MAX_HELD = 8
 HOLD_FOR = 2.0
 WAKE_TIMEOUT = 1.0
 """A held run reads the slot itself when no wake came for this long (a lost core NATS message)."""
-QUEUE_EARLY = 0.75
+QUEUE_EARLY = 0.5
 QUEUE_MIN_WAIT = 0.02
 QUEUE_MAX_WAIT = 30.0
 CANCEL_POLL = 5.0
@@ -67,8 +67,9 @@ RUN = Verdict("run")
 def queue_wait(position: int, queue: concurrency.Queue) -> float:
     """Seconds a run ``position`` places behind the head waits before it looks again.
 
-    With a measured pace: a little less than the time until it is among the held runs, so it is
-    early rather than late (a head still waiting out its nak stalls the queue). Before that: a
+    With a measured pace: half the time until it is among the held runs, so it is early rather
+    than late even when the queue goes twice as fast as measured (a head still waiting out its nak
+    stalls the queue). Before that: a
     poll, slower the longer the first head takes, so a long first run is not polled by a thousand
     runs twice a second."""
     if queue.pace is None:
@@ -91,6 +92,8 @@ class Gate:
         self._wakes: dict[str, set[asyncio.Future[list[str]]]] = {}
         """Held queue runs by slot: completed with the slot's first runs when it is released."""
         self.held = 0
+        self._woken: set[str] = set()
+        """Queue heads this process started the moment the previous head left (``flowing``)."""
 
     async def start(self) -> None:
         self._subscriptions = [
@@ -141,6 +144,7 @@ class Gate:
 
     def forget(self, run_id: str) -> None:
         self.watching.pop(run_id, None)
+        self._woken.discard(run_id)
         poller = self._pollers.pop(run_id, None)
         if poller is not None:
             poller.cancel()
@@ -187,6 +191,8 @@ class Gate:
             order = queue.order
             while True:
                 if not order or order[0] == run_id:
+                    if held:
+                        self._woken.add(run_id)
                     return RUN
                 position = order.index(run_id) if run_id in order else len(order)
                 if position > QUEUE_HOLD or time.monotonic() > until or (not held and self.held >= self.max_held):
@@ -211,7 +217,9 @@ class Gate:
         where = record.policy.get("slot")
         if not where:
             return
-        left = await concurrency.release(self.store, where, record.run_id, record.seq)
+        flowing = record.run_id in self._woken
+        self._woken.discard(record.run_id)
+        left = await concurrency.release(self.store, where, record.run_id, record.seq, flowing)
         if left is None or record.policy.get("mode") != "queue":
             return
         if record.policy.get("ledger"):

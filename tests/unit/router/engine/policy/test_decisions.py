@@ -108,25 +108,27 @@ def test_queue_limit(case, holders, limit, expected):
 
 
 RELEASED = [
-    # (slot, run released, now) -> new slot
-    ("the first head leaving measures nothing", {"runs": [A, B], "head": 10.0}, "a", 12.0,
+    # (slot, run released, started the moment the previous head left, now) -> new slot
+    ("the head leaves; the next one's time starts", {"runs": [A, B], "since": 10.0}, "a", True, 12.0,
+     {"runs": [B], "since": 12.0, "head": 12.0, "pace": 2.0, "samples": 1}),
+    ("a head picked up late measures nothing", {"runs": [A, B], "since": 10.0, "pace": 1.0}, "a", False, 12.0,
+     {"runs": [B], "since": 12.0, "head": 12.0, "pace": 1.0}),
+    ("the first head (no previous release) measures nothing", {"runs": [A, B], "head": 10.0}, "a", True, 12.0,
      {"runs": [B], "since": 12.0, "head": 12.0}),
-    ("the next one is the first measurement", {"runs": [A, B], "since": 10.0, "head": 10.0}, "a", 12.0,
-     {"runs": [B], "since": 12.0, "head": 12.0, "pace": 2.0}),
-    ("the pace moves quickly towards a faster queue", {"runs": [A, B], "since": 10.0, "pace": 4.0}, "a", 12.0,
-     {"runs": [B], "since": 12.0, "head": 12.0, "pace": 3.0}),
-    ("and slowly, at most 1.5x the pace, towards a slower one", {"runs": [A, B], "since": 10.0, "pace": 2.0},
-     "a", 20.0, {"runs": [B], "since": 20.0, "head": 20.0, "pace": 2.1}),
-    ("a waiting run leaving changes neither", {"runs": [A, B, C], "since": 10.0, "pace": 2.0}, "b", 11.0,
+    ("the pace moves towards a faster queue", {"runs": [A, B], "since": 10.0, "pace": 4.0, "samples": 3},
+     "a", True, 12.0, {"runs": [B], "since": 12.0, "head": 12.0, "pace": 3.6, "samples": 4}),
+    ("one slow run counts at most 1.5x the pace", {"runs": [A, B], "since": 10.0, "pace": 2.0},
+     "a", True, 20.0, {"runs": [B], "since": 20.0, "head": 20.0, "pace": 2.2, "samples": 1}),
+    ("a waiting run leaving changes neither", {"runs": [A, B, C], "since": 10.0, "pace": 2.0}, "b", True, 11.0,
      {"runs": [A, C], "since": 10.0, "pace": 2.0}),
-    ("an empty slot forgets the pace", {"runs": [A], "since": 10.0, "pace": 2.0}, "a", 11.0, {"runs": []}),
-    ("a run not in the slot changes nothing", {"runs": [A], "since": 10.0}, "b", 11.0, NO_CHANGE),
+    ("an empty slot forgets the pace", {"runs": [A], "since": 10.0, "pace": 2.0}, "a", True, 11.0, {"runs": []}),
+    ("a run not in the slot changes nothing", {"runs": [A], "since": 10.0}, "b", True, 11.0, NO_CHANGE),
 ]
 
 
-@pytest.mark.parametrize("case,current,run,now,expected", RELEASED, ids=[c[0] for c in RELEASED])
-def test_queue_release_and_pace(case, current, run, now, expected):
-    new = concurrency.released(current, run, now)
+@pytest.mark.parametrize("case,current,run,flowing,now,expected", RELEASED, ids=[c[0] for c in RELEASED])
+def test_queue_release_and_pace(case, current, run, flowing, now, expected):
+    new = concurrency.released(current, run, now, flowing)
     if expected is NO_CHANGE:
         assert new is NO_CHANGE
         return
@@ -137,8 +139,8 @@ def test_queue_release_and_pace(case, current, run, now, expected):
 @pytest.mark.parametrize("position,pace,head_for,expected", [
     (1, None, 0.2, 0.5),       # nothing measured yet: poll
     (900, None, 120.0, 30.0),  # a long first run: poll slower, up to the cap
-    (104, 0.1, 0.0, 7.5),      # 100 runs ahead of the held ones, 0.1 s each, three quarters of it
-    (4, 0.1, 0.0, 0.15),       # couldn't be held: half its distance
+    (104, 0.1, 0.0, 5.0),      # 100 runs ahead of the held ones, 0.1 s each: look again halfway
+    (4, 0.1, 0.0, 0.1),        # couldn't be held: halfway to the head
     (5000, 0.1, 0.0, 30.0),    # capped
     (6, 0.001, 0.0, 0.02),     # floored
 ])
@@ -193,3 +195,10 @@ def test_backlog_queue_counts_keep_the_newest_revision():
 
 def test_backlog_buckets_are_a_64th_of_the_longest_wait_at_least_a_second():
     assert (backlog.step(10.0), backlog.step(640.0), backlog.step(6400.0)) == (1.0, 10.0, 100.0)
+
+
+def test_the_pace_is_used_once_measured_a_few_times():
+    slot = {"runs": [A, B], "pace": 0.2, "samples": concurrency.PACE_SAMPLES - 1, "head": 9.0}
+    assert concurrency.queue_of(slot, now=10.0) == concurrency.Queue(["a", "b"], None, 1.0)
+    slot["samples"] += 1
+    assert concurrency.queue_of(slot, now=10.0).pace == 0.2
