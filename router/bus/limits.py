@@ -15,7 +15,6 @@ part of the router off NATS. So nothing is sent that the server could refuse. Th
   tokens and values must not contain CR, LF or NUL (they would end the NATS header block early);
   ``MAX_HEADERS`` per message.
 - the whole message, headers included, against the ``max_payload`` the server announced at connect.
-- ``json_depth``: nesting of a JSON body (the sender's; Python's parser recurses per level).
 
 Each violation is an ``errors.IngestError`` with ``limit`` naming the bound, permanent: retrying
 cannot help, so the edge answers 4xx, never 503. A limit the router is configured with but the bus
@@ -31,7 +30,7 @@ from typing import Mapping
 from router import errors
 
 __all__ = ["HEADER_ROOM", "MAX_ATTRIBUTE_BYTES", "MAX_ATTRIBUTES", "MAX_HEADER_BYTES", "MAX_HEADERS",
-           "MAX_SUBJECT_BYTES", "check", "check_attributes", "check_headers", "check_message", "check_subject", "json_depth"]
+           "MAX_SUBJECT_BYTES", "check", "check_attributes", "check_headers", "check_message", "check_subject"]
 
 HEADER_OVERHEAD = 16
 """``NATS/1.0`` status line and the blank line that ends the header block."""
@@ -48,8 +47,6 @@ MAX_HEADERS = MAX_ATTRIBUTES + 8
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 _UNSAFE_SUBJECT = re.compile(r"[\s\x00-\x1f\x7f]")
-# A JSON string literal (skipped whole, escapes included) or one bracket.
-_JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 def check(max_body_bytes: int, max_payload: int) -> None:
@@ -120,22 +117,3 @@ def check_headers(headers: Mapping[str, str]) -> None:
         if _UNSAFE_VALUE.search(value):
             raise errors.BadRequest(f"header {name} contains CR, LF or NUL", field=name, limit="header_syntax")
 
-
-def json_depth(body: bytes, max_depth: int) -> None:
-    """``BadRequest`` when ``body`` nests arrays and objects deeper than ``max_depth``.
-
-    Checked on the bytes, before parsing: the parser recurses per level, so a deep document costs
-    a ``RecursionError`` (a 500) instead of a 400. Brackets inside strings do not count.
-    """
-    if body.count(b"[") + body.count(b"{") <= max_depth:  # the common case costs two scans in C
-        return
-    depth = 0
-    for match in _JSON_NESTING.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                raise errors.BadRequest(f"JSON nests deeper than {max_depth} levels (http.max_json_depth)",
-                                        limit="http.max_json_depth")
-        elif token in (b"]", b"}"):
-            depth -= 1

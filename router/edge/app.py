@@ -5,8 +5,8 @@ This is the only module that turns errors into HTTP statuses. Every refusal is a
 bound it broke, if one>}``; log lines name the delivery id and the reason, never a secret or the
 payload. A 2xx is sent only after JetStream has acknowledged storage of every event of the request.
 
-Requests are all or nothing: every bound (``router.bus.limits``: body size, JSON depth, events per
-batch, attribute and subject lengths, the server's ``max_payload``) is checked and every event of
+Requests are all or nothing: every bound (body size, JSON depth (``model.jsontext``), events per
+batch, and ``router.bus.limits``' attribute and subject lengths and the server's ``max_payload``) is checked and every event of
 a request encoded before the first is published, so a request that can never be stored gets a 4xx
 with nothing stored, and 503 is kept for what a retry can fix (JetStream not storing right now).
 Requests aiohttp cannot even parse, and slow senders, are ``protocol``'s.
@@ -22,13 +22,13 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from router import errors
-from router.bus import limits, publishing
+from router.bus import publishing
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
 from router.edge import protocol, tokens
-from router.model import events
+from router.model import events, jsontext
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 
@@ -134,7 +134,7 @@ def parse_events(request: web.Request, body: bytes) -> list[events.CloudEvent]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     binary = not media.startswith(http_binding.STRUCTURED_PREFIX)
     if not binary or events.is_json_media_type(media):
-        limits.json_depth(body, http.max_json_depth)
+        jsontext.check_depth(body, http.max_json_depth, what="JSON", limit="http.max_json_depth")
     batch = http_binding.parse(content_type, request.headers.items(), body)
     if len(batch) > http.max_batch_events:
         raise errors.PayloadTooLarge(f"the batch has {len(batch)} events; at most {http.max_batch_events} are "
@@ -170,7 +170,8 @@ async def post_webhook(request: web.Request) -> web.Response:
     if content_type == "application/x-www-form-urlencoded":
         raise errors.UnsupportedMediaType("form-encoded webhooks are not supported; set the webhook's "
                                           "content type to application/json")
-    limits.json_depth(body, request.app[SETTINGS].http.max_json_depth)
+    jsontext.check_depth(body, request.app[SETTINGS].http.max_json_depth, what="JSON",
+                         limit="http.max_json_depth")
     normalized = source.normalize(delivery)
     if inspect.isawaitable(normalized):  # sources that must ask someone first (a registry, for a digest)
         normalized = await normalized

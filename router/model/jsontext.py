@@ -27,7 +27,7 @@ from typing import Any
 
 from router import errors
 
-__all__ = ["MAX_DEPTH", "loads"]
+__all__ = ["MAX_DEPTH", "check_depth", "loads"]
 
 MAX_DEPTH = 512
 """Arrays and objects nested in one document, as a backstop: far below the interpreter's recursion
@@ -36,8 +36,11 @@ on every request body first (default 64; real webhooks nest about 8 deep). This 
 the edge does not see as a body: documents inside one (a Pub/Sub message's ``data``, a JWT) and
 event data read back from the bus."""
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+# A string (whose brackets do not nest) or one bracket: the tokens depth is counted on.
+_NESTING_TEXT = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_NESTING_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPENING = frozenset(("[", "{", b"[", b"{"))
+_CLOSING = frozenset(("]", "}", b"]", b"}"))
 # Text that may spell a surrogate (a false positive only costs the walk).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -93,7 +96,7 @@ def loads(data: bytes | str, *, what: str = "body", field: str | None = None,
             raise errors.BadRequest(f"{what} is not valid UTF-8 (byte {exc.start})", field=field) from exc
     else:
         text = data
-    _check_depth(text, what, field, max_depth)
+    check_depth(text, max_depth, what=what, field=field)
     try:
         value = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except _Unfit:
@@ -110,24 +113,30 @@ def loads(data: bytes | str, *, what: str = "body", field: str | None = None,
     return value
 
 
-def _check_depth(text: str, what: str, field: str | None, max_depth: int) -> None:
-    if text.count("[") + text.count("{") <= max_depth:  # the common small document: two scans in C
-        return
-    # Strings out (brackets in them do not nest), then all but brackets; each round peels the
-    # innermost level, so whatever is left after max_depth rounds nests deeper than that.
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    for _ in range(max_depth):
-        peeled = brackets.replace("[]", "").replace("{}", "")
-        if peeled == brackets:
-            break
-        brackets = peeled
-    else:
-        if brackets:
-            raise errors.BadRequest(f"{what} nests deeper than {max_depth} levels of arrays and objects",
-                                    field=field)
-        return
-    if brackets:  # no innermost pair left, yet not empty: "[}" or "[[[" (which the parser would recurse on)
-        raise errors.BadRequest(f"{what} is not valid JSON: its brackets do not balance", field=field)
+def check_depth(data: bytes | str, max_depth: int, *, what: str = "body", field: str | None = None,
+                limit: str | None = None) -> None:
+    """``BadRequest`` when ``data`` nests arrays and objects deeper than ``max_depth``.
+
+    Checked on the raw text or bytes, before parsing: the parser recurses per level, so a deep
+    document would cost a ``RecursionError`` (a 500) instead of a 400. Brackets inside strings do
+    not count. The edge calls it with ``http.max_json_depth`` (``limit`` names that setting);
+    :func:`loads` calls it with ``MAX_DEPTH`` as a backstop for every other reader.
+    """
+    text = isinstance(data, str)
+    if data.count("[" if text else b"[") + data.count("{" if text else b"{") <= max_depth:
+        return  # the common small document: two scans in C
+    tokens = _NESTING_TEXT if text else _NESTING_BYTES
+    depth = 0
+    for match in tokens.finditer(data):
+        token = match.group()
+        if token in _OPENING:
+            depth += 1
+            if depth > max_depth:
+                suffix = f" ({limit})" if limit else ""
+                raise errors.BadRequest(f"{what} nests deeper than {max_depth} levels of arrays and objects{suffix}",
+                                        field=field, limit=limit)
+        elif token in _CLOSING:
+            depth -= 1
 
 
 def _check_values(value: Any, what: str, field: str | None) -> None:

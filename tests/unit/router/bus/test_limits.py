@@ -108,29 +108,6 @@ def test_headers_that_would_break_the_nats_header_block(headers, error, field):
     assert caught.value.field == field and caught.value.limit
 
 
-@pytest.mark.parametrize("body, deepest_allowed", [
-    (b'{"a": [1, 2, {"b": 3}]}', 3),
-    (b'[' * 64 + b']' * 64, 64),
-    (b'{"s": "[[[[[[[[[[{{{{{{{{"}', 1),          # brackets in strings do not count
-    (b'{"s": "\\"[[[[[[[[[[[["}', 1),            # nor after an escaped quote
-    (b'[' * 5000 + b']' * 5000, 5000),
-    (b'not json [[[[', 4),                       # not JSON is the parser's to refuse; depth is still counted
-])
-def test_json_depth(body, deepest_allowed):
-    limits.json_depth(body, deepest_allowed)
-    if deepest_allowed > 1:
-        with pytest.raises(errors.BadRequest) as caught:
-            limits.json_depth(body, deepest_allowed - 1)
-        assert caught.value.limit == "http.max_json_depth"
-
-
-def test_json_depth_of_a_large_shallow_body_is_cheap():
-    body = b'{"items": [' + b",".join(b'{"k": "v"}' for _ in range(50_000)) + b"]}"
-    limits.json_depth(body, 3)
-    with pytest.raises(errors.BadRequest):
-        limits.json_depth(body, 2)
-
-
 @pytest.mark.parametrize("headers, refused", [
     ({f"ce-a{i}": "x" * 4000 for i in range(15)}, False),     # 60 KB
     ({f"ce-a{i}": "x" * 4000 for i in range(17)}, True),      # 68 KB: JetStream answered 400, the edge said 503
