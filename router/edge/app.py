@@ -6,9 +6,10 @@ bound it broke, if one>}``; log lines name the delivery id and the reason, never
 payload. A 2xx is sent only after JetStream has acknowledged storage of every event of the request.
 
 Requests are all or nothing: every bound (body size, JSON depth (``model.jsontext``), events per
-batch, and ``router.bus.limits``' attribute and subject lengths and the server's ``max_payload``) is checked and every event of
-a request encoded before the first is published, so a request that can never be stored gets a 4xx
-with nothing stored, and 503 is kept for what a retry can fix (JetStream not storing right now).
+batch, and ``router.bus.limits``: attribute and subject lengths, the server's ``max_payload``) is
+checked and every event of a request encoded before the first is published, so a request that
+can never be stored gets a 4xx with nothing stored, and 503 is kept for what a retry can fix
+(JetStream not storing right now).
 Requests aiohttp cannot even parse, and slow senders, are ``protocol``'s.
 """
 

@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from router import errors
-from router.bus import backoff, consumers
+from router.bus import backoff, consumers, stored
 from router.bus.connection import Bus, subject_token
 from router.config.settings import Settings
 from router.engine import deadletters, lease, runs
@@ -43,7 +43,6 @@ from router.engine.policy import correlation
 from router.engine.policy import gate as gate_mod
 from router.engine.policy.store import PolicyStore
 from router.model import events, outcomes
-from router.model.bindings import nats as nats_binding
 from router.plugins import actions as plugin_actions
 from router.plugins.catalog import Catalog
 
@@ -149,15 +148,22 @@ class Executor:
             self.gate.forget(record.run_id)
 
     async def _execute(self, msg: Msg, record: runs.RunRecord, cancelled: asyncio.Future[str]) -> None:
-        trigger, missing = await self._trigger(record)
+        loaded: tuple[events.CloudEvent, str | None] | None = None
+
+        async def trigger() -> events.CloudEvent:
+            """Read (a referenced event: fetched) only when used, not on every policy-wait delivery."""
+            nonlocal loaded
+            loaded = loaded or await self._trigger(record)
+            return loaded[0]
+
         for _ in range(CAS_ROUNDS):
             entry = await self.states.entry(record.run_id)
             if entry is None:
-                await self._announce(record, trigger)
+                await self._announce(record, await trigger())
                 continue
             state, revision = entry.value or {}, entry.revision
             if state.get("state") == "finished":
-                await self._conclude(msg, record, trigger, state)
+                await self._conclude(msg, record, await trigger(), state)
                 return
             verdict = await self.gate.check(record)
             if verdict.kind == "wait":
@@ -167,20 +173,21 @@ class Executor:
                 ended = {**state, "state": "finished", "outcome": verdict.outcome, "reason": verdict.reason,
                          "decision": verdict.label, "finishedAt": time.time()}
                 if await self.states.write(record.run_id, ended, revision) is not None:
-                    await self._conclude(msg, record, trigger, ended)
+                    await self._conclude(msg, record, await trigger(), ended)
                     return
                 continue
             claimed = await lease.claim(self.states, record.run_id, state, revision, worker=self.worker,
                                         duration=self.settings.router.ack_wait,
                                         deliveries=msg.metadata.num_delivered)
             if isinstance(claimed, lease.Finished):
-                await self._conclude(msg, record, trigger, claimed.state)
+                await self._conclude(msg, record, await trigger(), claimed.state)
                 return
             if isinstance(claimed, lease.Held):
                 await self._nak(msg, record.run_id, claimed.wait + 0.5, f"its lease is held by {claimed.worker}")
                 return
             if isinstance(claimed, lease.Lease):
-                await self._carry_out(msg, record, trigger, missing, claimed, cancelled)
+                await trigger()
+                await self._carry_out(msg, record, *loaded, claimed, cancelled)
                 return
         raise errors.BusUnavailable(f"run state changed {CAS_ROUNDS} times while deciding")
 
@@ -247,15 +254,12 @@ class Executor:
         if record.event is not None:
             return record.trigger(), None
         stream, sequence = record.event_ref
-        try:
-            raw = await self.bus.js.get_msg(stream, sequence)
-        except nats.js.errors.NotFoundError:
+        found = await stored.event(self.bus.js, stream, sequence)
+        if found is None:
             about = record.about()
             return (events.make({k: about.get(k) or "unknown" for k in ("id", "source", "type")}),
                     f"the triggering event (stream {stream}, sequence {sequence}) is no longer stored")
-        except NATS_ERRORS as exc:
-            raise errors.BusUnavailable(f"cannot read the triggering event: {exc.__class__.__name__}") from exc
-        return nats_binding.from_message(raw.headers, raw.data), None
+        return found, None
 
     async def _nak(self, msg: Msg, run_id: str, delay: float, reason: str, expected: bool = False) -> None:
         """Nak with a log line: a failure on the 1st, 11th, 21st… delivery; a policy wait on the 1st."""

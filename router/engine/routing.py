@@ -125,7 +125,8 @@ class EventRouter:
             if rule.correlation is None:
                 batch = [self._record(rule, event, where)]
             else:
-                batch = [self._record(rule, event, where, fired.run_id, await self.correlator.events(fired))
+                batch = [self._record(rule, event, where, fired.run_id,
+                                      await self.correlator.events(fired, (where, event)))
                          for fired in await self.correlator.offer(rule, event, where)]
             if batch and admission_mod.Admission.applies(rule):
                 for record in batch:

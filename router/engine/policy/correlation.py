@@ -24,15 +24,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-import nats.errors
-import nats.js.errors
 from typing import Any
 
 from router import errors
+from router.bus import stored
 from router.bus.connection import Bus
 from router.engine.policy.store import NO_CHANGE, PolicyStore, slot
 from router.model import event_types, events
-from router.model.bindings import nats as nats_binding
 from router.rules import policy as spec
 from router.rules.loading import Rule
 
@@ -114,24 +112,22 @@ class Correlator:
             return Fired(after["fired"], after["events"])
         return None
 
-    async def events(self, fired: Fired) -> dict[str, events.CloudEvent]:
-        """The joined events themselves, fetched from the events stream by their references."""
+    async def events(self, fired: Fired,
+                     current: tuple[tuple[str, int], events.CloudEvent]) -> dict[str, events.CloudEvent]:
+        """The joined events themselves, fetched by their references; ``current`` (its reference and
+        the event being routed, which completed the join) is used as it is, not read back."""
         found = {}
         for name, kept in fired.events.items():
             if "ref" not in kept:  # a join stored before events were kept by reference
                 found[name] = events.from_json_object(kept)
                 continue
-            stream, sequence = kept["ref"]
-            try:
-                raw = await self.bus.js.get_msg(stream, sequence)
-            except nats.js.errors.NotFoundError:
+            where = tuple(kept["ref"])
+            event = current[1] if where == current[0] else await stored.event(self.bus.js, *where)
+            if event is None:
                 log.warning("join %s: event %s (stream %s, sequence %s) is no longer stored; its fields are "
-                            "empty in templates", fired.run_id, kept["id"], stream, sequence)
-                found[name] = events.make({k: kept[k] for k in ("id", "source", "type")})
-                continue
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                raise errors.BusUnavailable(f"cannot read joined event {kept['id']}: {exc.__class__.__name__}") from exc
-            found[name] = nats_binding.from_message(raw.headers, raw.data)
+                            "empty in templates", fired.run_id, kept["id"], *where)
+                event = events.make({k: kept[k] for k in ("id", "source", "type")})
+            found[name] = event
         return found
 
     async def _schedule(self, where: str, join: dict[str, Any], publish: bool) -> None:
