@@ -15,6 +15,7 @@ from aiohttp import web
 from router.bus.connection import Bus
 from router.config import settings as settings_mod
 from router.edge import app as web_edge
+from router.edge import protocol
 from router.model.bindings import nats as nats_binding
 from router.plugins import catalog
 
@@ -65,14 +66,18 @@ def make_settings(nats_url: str, **overrides) -> settings_mod.Settings:
 
 
 @contextlib.asynccontextmanager
-async def serve_edge(nats_url: str, settings: settings_mod.Settings):
-    """The real HTTP edge on a free loopback port, connected to ``nats_url``."""
+async def serve_edge(nats_url: str, settings: settings_mod.Settings, *, hardened: bool = False):
+    """The real HTTP edge on a free loopback port, connected to ``nats_url``.
+
+    ``hardened``: served as ``serve`` serves it, by ``protocol.runner`` (JSON 400s, head timeout).
+    """
     plugins = catalog.load()
     bus = Bus(settings.nats, settings.bus)
     await bus.start(nats_url)
     await bus.wait_ready(15)
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
-    runner = web.AppRunner(web_edge.make_app(settings, bus, sources))
+    app = web_edge.make_app(settings, bus, sources)
+    runner = protocol.runner(app, settings.http) if hardened else web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -18,43 +18,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from router.bus import connection
 from router.bus.connection import Bus
-from router.edge import app as web_edge
 from router.edge import protocol
-from router.plugins import catalog
 from tests.integration.conftest import Edge, github_signature, make_settings, serve_edge
 
 GITHUB = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github"
 MAX_BODY = 1024 * 1024 - 8 * 1024  # the default http.max_body_bytes
 
 
-@contextlib.asynccontextmanager
-async def serve_hardened(nats_url: str, settings):
-    """The edge as ``serve`` runs it: ``protocol.runner`` (JSON 400s, head timeout)."""
-    plugins = catalog.load()
-    bus = Bus(settings.nats, settings.bus)
-    await bus.start(nats_url)
-    await bus.wait_ready(15)
-    sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
-    runner = protocol.runner(web_edge.make_app(settings, bus, sources), settings.http)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Edge(f"http://127.0.0.1:{runner.addresses[0][1]}", bus, nats_url, settings, http)
-    finally:
-        await runner.cleanup()
-        await bus.close()
-
-
 @pytest.fixture
 async def edge(nats_server):
     settings = make_settings(nats_server.url, HTTP__HEADER_TIMEOUT="1s", HTTP__BODY_TIMEOUT="1s")
-    async with serve_hardened(nats_server.url, settings) as served:
+    async with serve_edge(nats_server.url, settings, hardened=True) as served:
         yield served
 
 

@@ -291,7 +291,10 @@ async def test_no_secret_is_logged_answered_or_stored(tmp_path):
                                  f"{base}/webhooks/dockerhub/{token}", data=b"{not json",
                                  headers={"Content-Type": "application/json"}) in (400, 503)
             assert cli(["runs", "list"], env, seen) == 2  # a client that cannot connect says so in one line
-            await asyncio.sleep(2)  # a few reconnect attempts get logged
+            deadline = time.monotonic() + 20  # the reconnect attempts must be logged before NATS returns
+            while b"cannot reach NATS at" not in serve_log.read_bytes():
+                assert time.monotonic() < deadline, "serve never logged that it cannot reach NATS"
+                await asyncio.sleep(0.1)
             server.start()
             await wait_ready(http, base, process)
     finally:
