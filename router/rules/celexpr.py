@@ -15,6 +15,7 @@ expression evaluated for it: about 1 µs per expression instead of 60 µs.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import cel
@@ -25,15 +26,34 @@ from router.model.events import CloudEvent
 _cache: tuple[CloudEvent | None, Any] = (None, None)
 
 
+FUNCTIONS = frozenset({
+    "bytes", "contains", "double", "duration", "dyn", "endsWith", "getDate", "getDayOfMonth", "getDayOfWeek",
+    "getDayOfYear", "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+    "int", "matches", "size", "startsWith", "string", "timestamp", "type", "uint",
+})
+"""The functions the CEL engine provides (macros such as ``has``, ``all``, ``exists``, ``map`` and
+``filter`` are expanded by the parser and are not calls). The engine resolves a call only when it
+is evaluated, so a misspelt ``startswith`` would load and then fail on every matching event;
+checking the names at load turns that into a rule error. ``tests/unit/router/rules/test_celexpr.py``
+probes the engine for each of these names, so an upgrade that drops one is noticed."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # operators are named like `_+_`, `!_`, `@in`
+
+
 def compile(expression: str, path: str) -> "cel.Program":
     if not isinstance(expression, str) or not expression.strip():
         raise errors.RuleError("a CEL expression must be a non-empty string", field=path)
     try:
-        return cel.compile(expression)
+        program = cel.compile(expression)
     except ValueError as exc:
         # The library's message ends with a caret diagram; the first lines carry the position.
-        message = str(exc).replace("Failed to parse expression", "invalid CEL").split("\n| ")[0]
+        message = " ".join(str(exc).replace("Failed to parse expression", "invalid CEL").split("\n| ")[0].split())
         raise errors.RuleError(message, field=path) from exc
+    unknown = sorted(name for name in program.functions() if _IDENTIFIER.match(name) and name not in FUNCTIONS)
+    if unknown:
+        raise errors.RuleError(f"unknown CEL function {', '.join(f'{name}()' for name in unknown)} "
+                               f"(known: {', '.join(sorted(FUNCTIONS))})", field=path)
+    return program
 
 
 def values(event: CloudEvent) -> dict[str, Any]:

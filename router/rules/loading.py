@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from router import errors
 from router.model.events import CloudEvent
 from router.rules import filters
 from router.rules import policy as policy_spec
-from router.rules import schema, templates
+from router.rules import schema, templates, yamlfile
 from router.rules.filters.logical import AllOf, AnyOf
 
 
@@ -88,7 +87,8 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
                      max_age: float | None = None) -> Rule:
     """One rule; ``max_age`` (``bus.max_age``): refuse a policy whose runs could wait longer."""
     name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) else None
-    label = name or f"#{index + 1}"
+    # The label goes into a one-line error: a name that would break the line is not repeated.
+    label = name if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 253 else f"#{index + 1}"
     try:
         parsed = schema.RuleDocument.model_validate(doc)
     except ValidationError as exc:
@@ -149,20 +149,31 @@ def expand(paths: Iterable[str]) -> list[Path]:
     return sorted(dict.fromkeys(found))
 
 
-def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float | None = None) -> list[Rule]:
+def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float | None = None,
+         allow_empty: bool = False) -> list[Rule]:
     """Every rule in ``paths``, compiled against ``actions`` (the plug-in catalog's); all or nothing.
 
-    ``max_age``: the bus's ``max_age``; a rule whose runs could wait longer is refused."""
+    ``max_age``: the bus's ``max_age``; a rule whose runs could wait longer is refused.
+    ``allow_empty`` (``rules.allow_empty``): accept a file without rules, or no files at all;
+    otherwise an emptied file (a truncated write, a botched ConfigMap) is refused rather than
+    silently turning every rule off. Runs anywhere: ``serve`` reloads on a worker thread.
+    """
     rules: dict[str, Rule] = {}
-    for path in expand(paths):
+    files = expand(paths)
+    if not files and not allow_empty:
+        raise errors.RuleError("no rule files found (set rules.allow_empty: true to run without rules)",
+                               file=", ".join(paths))
+    for path in files:
         file = os.fspath(path)
         try:
-            documents = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as exc:
-            raise errors.RuleError(f"not valid YAML: {exc}", file=file) from exc
+            documents = yamlfile.documents(path.read_bytes())
+        except errors.RuleError as exc:
+            raise errors.RuleError(exc.message, file=file) from exc
         except OSError as exc:
             raise errors.RuleError(f"cannot read: {exc.strerror}", file=file) from exc
-        for index, doc in enumerate(d for d in documents if d is not None):
+        if not documents and not allow_empty:
+            raise errors.RuleError("the file has no rules (set rules.allow_empty: true to allow that)", file=file)
+        for index, doc in enumerate(documents):
             rule = compile_document(doc, file, index, actions, max_age)
             if rule.name in rules:
                 raise errors.RuleError(f"duplicate rule name, first defined in {rules[rule.name].file}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from router.rules import policy as policy_spec
 
@@ -42,3 +42,12 @@ class RuleDocument(_Model):
     kind: Literal["TriggerRule"]
     metadata: Metadata
     spec: Spec
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        # An unknown version is a file written for another release (or another tool): its fields
+        # may mean something else, so it is refused rather than read as ours.
+        if value != API_VERSION:
+            raise ValueError(f"unknown apiVersion {value[:80]!r} (this release reads {API_VERSION})")
+        return value
