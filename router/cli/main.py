@@ -107,8 +107,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "rules":
         from router.cli import rules as rule_commands
         if args.rules_command == "validate":
-            return rule_commands.validate(args.paths)
-        return rule_commands.test(args.paths, args.event, args.json)
+            return rule_commands.validate(args.paths, settings)
+        return rule_commands.test(args.paths, args.event, args.json, settings)
     from router.cli import events as tail_send
     from router.cli import runs as run_commands
     if args.command == "runs":

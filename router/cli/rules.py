@@ -3,7 +3,8 @@
 ``rules test`` is the dry run a rule author needs when a rule does not fire: for every rule, whether
 it matches the sample event, and if not, the first filter that rejected it and why; for the ones
 that match, the action exactly as it would run (templates rendered). Both check the rules against
-``bus.max_age`` like ``serve`` does, so a rule that validates here also loads there.
+``bus.max_age`` and ``rules.allow_empty`` of the ``--config`` given, like ``serve`` does, so a rule
+that validates here also loads there.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ from router.rules import loading as rules
 from router.rules.matching import Matcher
 
 
-def _max_age(max_age: float | None) -> float:
-    """The caller's ``bus.max_age``; else the configured one ($TRIGGER_ROUTER_CONFIG and environment)."""
-    return settings_mod.load().bus.max_age if max_age is None else max_age
+def _load(paths: list[str], settings: settings_mod.Settings) -> list[rules.Rule]:
+    """The rules as ``serve`` with these settings would load them (``bus.max_age``, ``rules.allow_empty``)."""
+    return rules.load(paths, catalog.load().actions, settings.bus.max_age, settings.rules.allow_empty)
 
 
-def validate(paths: list[str], max_age: float | None = None) -> int:
-    loaded = rules.load(paths, catalog.load().actions, _max_age(max_age))
+def validate(paths: list[str], settings: settings_mod.Settings) -> int:
+    loaded = _load(paths, settings)
     for rule in loaded:
         print(f"ok  {rule.name}  ({rule.file}, action {rule.action.name})")
     print(f"{len(loaded)} rule(s) valid")
     return 0
 
 
-def test(paths: list[str], event_file: str, as_json: bool, max_age: float | None = None) -> int:
+def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mod.Settings) -> int:
     try:
         body = sys.stdin.buffer.read() if event_file == "-" else open(event_file, "rb").read()
     except OSError as exc:
@@ -41,7 +42,7 @@ def test(paths: list[str], event_file: str, as_json: bool, max_age: float | None
         event = events.parse_structured(body)
     except errors.BadRequest as exc:
         raise errors.ConfigError(f"{event_file}: {exc.detail}") from exc
-    matcher = Matcher(rules.load(paths, catalog.load().actions, _max_age(max_age)))
+    matcher = Matcher(_load(paths, settings))
     report = []
     for verdict in matcher.explain(event):
         entry = {"rule": verdict.rule.name, "file": verdict.rule.file, "matched": verdict.matched}

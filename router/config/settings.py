@@ -150,6 +150,10 @@ class RulesSettings(Section):
     """Rule files, directories (every *.yaml / *.yml below) and globs."""
     reload_interval: Duration = 2.0
     """How often rule files are checked for changes (SIGHUP reloads at once)."""
+    allow_empty: bool = False
+    """Accept a rule file without rules, or paths that match no file. Off by default: an emptied
+    or deleted file (a truncated write, a botched ConfigMap) is refused instead of silently
+    turning every rule off; at a reload the previous rules keep serving."""
 
 
 def parse_start(value: Any) -> Any:
@@ -207,6 +211,11 @@ class Settings(Section):
     router: RouterSettings = RouterSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
+    shutdown_grace: Duration = Field(25.0, gt=0)
+    """After SIGTERM or SIGINT, ``serve`` exits within this long: the edge stops accepting,
+    in-flight work and the NATS drain get the time, then the process exits with status 1 whatever
+    is still pending (a second signal exits at once). Keep it below the pod's
+    ``terminationGracePeriodSeconds`` (30 s by default)."""
 
     def embedded_data_dir(self) -> Path:
         return self.nats.embedded.data_dir or self.state_dir / "nats"
