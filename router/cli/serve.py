@@ -19,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import signal
+import threading
+from typing import Any
 
 from aiohttp import web
 
@@ -53,14 +56,20 @@ async def nats_url(settings: Settings) -> tuple[str, embedded.EmbeddedNats | Non
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` (SIGINT, SIGTERM); ``errors.ConfigError`` if a part cannot start."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    shutdown = Shutdown(asyncio.get_running_loop(), stop, settings.shutdown_grace)
+    shutdown.install()
+    try:
+        await _serve(settings, stop)
+    finally:
+        shutdown.uninstall()
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     plugins = catalog.load()
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
     # Invalid rules stop start-up with the file, rule and field: better than serving without them.
-    matcher = Matcher(rules.load(settings.rules.paths, plugins.actions, settings.bus.max_age)) \
-        if settings.rules.paths else Matcher([])
+    matcher = Matcher(rules.load(settings.rules.paths, plugins.actions, settings.bus.max_age,
+                                 settings.rules.allow_empty)) if settings.rules.paths else Matcher([])
     routing = settings.router.enabled
     bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
     supervisor = supervision.Supervisor(stop)
@@ -92,6 +101,52 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await server.stop()
     if supervisor.fatal is not None:
         raise supervisor.fatal
+
+
+class Shutdown:
+    """SIGTERM and SIGINT end ``serve`` within ``shutdown_grace``, whatever the loop is doing.
+
+    The handlers are plain ``signal`` handlers, which Python runs between bytecodes of the main
+    thread even while the loop is busy, rather than loop callbacks that wait for the loop. The
+    first signal asks the loop to stop and starts a timer thread; if ``serve`` has not returned
+    when it fires (a NATS drain against a stalled server, a stuck plug-in), the process exits with
+    status 1 and says so. A second signal exits at once. The embedded nats-server follows its
+    parent (``PR_SET_PDEATHSIG``), so nothing is left behind.
+    """
+
+    EXIT_STATUS = 1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event, grace: float) -> None:
+        self.loop = loop
+        self.stop = stop
+        self.grace = grace
+        self.timer: threading.Timer | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        self.previous = {sig: signal.signal(sig, self.received) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def uninstall(self) -> None:
+        """``serve`` returned: no exit is pending any more, and the caller's handlers are back."""
+        if self.timer is not None:
+            self.timer.cancel()
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def received(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.timer is not None:
+            self.exit(f"{name} again: exiting now")
+        self.timer = threading.Timer(self.grace, self.exit, (f"shutdown took longer than shutdown_grace "
+                                                             f"({self.grace:g} s): exiting now",))
+        self.timer.daemon = True
+        self.timer.start()
+        self.loop.call_soon_threadsafe(self.stop.set)
+
+    def exit(self, why: str) -> None:
+        # From a signal handler or a timer thread: no logging locks, no loop; one line and out.
+        os.write(2, f"trigger-router: {why}\n".encode())
+        os._exit(self.EXIT_STATUS)
 
 
 async def check_limits(bus: Bus, settings: Settings) -> None:
@@ -139,4 +194,4 @@ class Routing:
     async def reload(self) -> None:
         settings, plugins, apply = self.settings, self.plugins, self.apply
         await RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval,
-                           settings.bus.max_age).run()
+                           settings.bus.max_age, settings.rules.allow_empty).run()
