@@ -47,9 +47,13 @@ class BadRequest(IngestError):
 
 
 class Unauthorized(IngestError):
-    """Missing or wrong signature or token."""
+    """Missing or wrong signature or token; ``challenge``: the ``WWW-Authenticate`` to answer with."""
 
     status = 401
+
+    def __init__(self, detail: str, *, field: str | None = None, challenge: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.challenge = challenge
 
 
 class Forbidden(IngestError):

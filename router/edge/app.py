@@ -62,9 +62,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         delivery = request.get(DELIVERY_ID) or "-"
         log.info("%s %s delivery=%s refused (%d): %s", request.method, request.path, delivery,
                  exc.status, exc.detail)
-        retry_after = getattr(exc, "retry_after", None)
-        response = error_response(exc.status, exc.detail, exc.field,
-                                  headers={"Retry-After": str(retry_after)} if retry_after else None,
+        retry_after, challenge = getattr(exc, "retry_after", None), getattr(exc, "challenge", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else {}
+        if challenge:
+            headers["WWW-Authenticate"] = challenge
+        response = error_response(exc.status, exc.detail, exc.field, headers=headers or None,
                                   limit=getattr(exc, "limit", None))
         if isinstance(exc, errors.RequestTimeout):
             response.force_close()  # the rest of a slow body is not waited for
@@ -146,9 +148,10 @@ def parse_events(request: web.Request, body: bytes) -> list[events.CloudEvent]:
 
 
 async def post_events(request: web.Request) -> web.Response:
+    grant = tokens.authenticate(request.app[SETTINGS], request.headers)  # 401 before the body is read
     body = await read_body(request)
     batch = parse_events(request, body)
-    tokens.authorize(request.app[SETTINGS], request.headers, batch)  # 401/403 before anything is stored
+    grant.admit(batch)  # 403 (or 401 for an anonymous sender) before anything is stored
     accepted = await publish(request, batch)
     if log.isEnabledFor(logging.INFO):
         log.info("POST /events stored %d event(s): %s", len(accepted), ", ".join(a["id"] for a in accepted))

@@ -4,14 +4,15 @@
 event by its ``type``: a ``com.github.push`` is assumed to be a push whose HMAC the GitHub source
 verified. Without this module anyone who can reach the port could forge one and fire those rules.
 
-Three rules, checked for every event of a request before anything is published:
+Three rules, checked before anything is published: the token before the body is even read (an
+unauthenticated sender cannot make the edge buffer a megabyte), the lists for every parsed event:
 
 - **Tokens.** ``Authorization: Bearer <token>``, compared in constant time against every configured
   token (``events_auth.tokens`` and each ``events_auth.clients[].tokens``; several, for rotation).
   A token is required when ``events_auth.required`` is true, or ``auto`` and ``http.host`` is not
   loopback. Required with none configured: every request gets 401 naming the setting (the process
   still serves webhooks, which a deployment on ``0.0.0.0`` may be all it wants). A token that is
-  presented is always checked, required or not. Missing or wrong: 401.
+  presented is always checked, required or not. Missing or wrong: 401 with ``WWW-Authenticate: Bearer``.
 - **Allow-lists.** A client may list ``sources`` and ``types`` prefixes; an event must match one of
   each list that is not empty (case-sensitive, like the attributes). Otherwise 403 naming the client.
 - **Reserved types.** Types that authenticated sources emit (:data:`RESERVED`: ``com.github.``,
@@ -37,8 +38,11 @@ from router.config.settings import EventsAuthSettings, Settings
 from router.model import event_types
 from router.model.events import CloudEvent
 
-__all__ = ["RESERVED", "Gate", "Grant", "authorize", "gate", "is_loopback", "reserved_family"]
+__all__ = ["CHALLENGE", "RESERVED", "Gate", "Grant", "authenticate", "gate", "is_loopback", "reserved_family"]
 
+CHALLENGE = 'Bearer realm="trigger-router /events"'
+"""The ``WWW-Authenticate`` value of every 401 from ``/events`` (RFC 6750 §3), with ``error=`` when a
+token was presented and is wrong."""
 ROUTER_PREFIX = "dev.triggerrouter."
 """trigger-router's own events (dead letters, expired joins); event_types has no constant for it."""
 assert event_types.INGEST_REJECTED.startswith(ROUTER_PREFIX)
@@ -121,6 +125,18 @@ class Grant:
             return 403, f"client {self.name!r} may not send source {_quoted(source)}", "source"
         return None
 
+    def admit(self, batch: Iterable[CloudEvent]) -> None:
+        """Refuse (401/403) unless this grant may send every event of ``batch``; the first refusal wins."""
+        events = list(batch)
+        for index, event in enumerate(events):
+            refused = self.refusal(event.source, event.type)
+            if refused is not None:
+                status, detail, field = refused
+                where = f"event {index}: " if len(events) > 1 else ""
+                if status == 401:
+                    raise errors.Unauthorized(where + detail, field=field, challenge=CHALLENGE)
+                raise errors.Forbidden(where + detail, field=field)
+
 
 ANONYMOUS = Grant("anonymous", anonymous=True)
 
@@ -144,11 +160,14 @@ class Gate:
             if not self._tokens:
                 raise errors.Unauthorized(
                     f"POST /events is closed: the edge listens on {self.host!r} (beyond loopback) and "
-                    "events_auth configures no tokens; set events_auth.tokens, or events_auth.required: false")
-            raise errors.Unauthorized("POST /events needs 'Authorization: Bearer <token>'", field="Authorization")
+                    "events_auth configures no tokens; set events_auth.tokens, or events_auth.required: false",
+                    challenge=CHALLENGE)
+            raise errors.Unauthorized("POST /events needs 'Authorization: Bearer <token>'", field="Authorization",
+                                      challenge=CHALLENGE)
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise errors.Unauthorized("the Authorization header must be 'Bearer <token>'", field="Authorization")
+            raise errors.Unauthorized("the Authorization header must be 'Bearer <token>'", field="Authorization",
+                                      challenge=f'{CHALLENGE}, error="invalid_request"')
         try:
             given = token.strip().encode("utf-8", "surrogateescape")
         except UnicodeError:  # not even surrogate-escaped text: cannot be a configured token
@@ -158,20 +177,14 @@ class Gate:
             if hmac.compare_digest(given, accepted) and found is None:
                 found = grant
         if found is None:
-            raise errors.Unauthorized("the bearer token is not valid", field="Authorization")
+            raise errors.Unauthorized("the bearer token is not valid", field="Authorization",
+                                      challenge=f'{CHALLENGE}, error="invalid_token"')
         return found
 
     def authorize(self, authorization: str | None, batch: Iterable[CloudEvent]) -> Grant:
         """The grant, if it may send every event of ``batch``; the first refusal otherwise."""
         grant = self.authenticate(authorization)
-        events = list(batch)
-        for index, event in enumerate(events):
-            refused = grant.refusal(event.source, event.type)
-            if refused is not None:
-                status, detail, field = refused
-                where = f"event {index}: " if len(events) > 1 else ""
-                error = errors.Unauthorized if status == 401 else errors.Forbidden
-                raise error(where + detail, field=field)
+        grant.admit(batch)
         return grant
 
 
@@ -190,6 +203,7 @@ def gate(settings: Settings) -> Gate:
     return cached[1]
 
 
-def authorize(settings: Settings, headers: Mapping[str, str], batch: Iterable[CloudEvent]) -> Grant:
-    """The edge's one call: refuse (401/403) unless the request's token may send all of ``batch``."""
-    return gate(settings).authorize(headers.get("Authorization"), batch)
+def authenticate(settings: Settings, headers: Mapping[str, str]) -> Grant:
+    """The edge's first call, before the body is read: 401 unless the request's token is valid
+    (or none is needed). The grant's ``admit`` then checks the parsed events against its allow-lists."""
+    return gate(settings).authenticate(headers.get("Authorization"))

@@ -6,6 +6,7 @@ stored, and no answer may contain a token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nats
@@ -116,3 +117,31 @@ async def test_binary_mode_is_checked_too(guarded):
     response = await guarded.http.post(f"{guarded.url}/events", data=b"{}", headers=headers)
     assert response.status == 403
     assert await stored_count(guarded.nats_url) == 0
+
+
+async def test_a_401_carries_a_bearer_challenge(guarded):
+    response = await guarded.http.post(f"{guarded.url}/events", data=json.dumps(DEPLOY),
+                                       headers={"Content-Type": "application/cloudevents+json"})
+    assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer realm=")
+    response = await guarded.http.post(f"{guarded.url}/events", data=json.dumps(DEPLOY), headers={
+        "Content-Type": "application/cloudevents+json", "Authorization": "Bearer wrong-token"})
+    assert response.status == 401 and 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+async def test_an_unauthenticated_request_is_refused_before_its_body_is_read(nats_server):
+    """Headers announcing a 900 KiB body, and no body at all: the 401 must come without waiting for
+    it (the body timeout is an hour, so an edge that reads first would never answer here)."""
+    settings = make_settings(nats_server.url, HTTP__HOST="0.0.0.0", EVENTS_AUTH__TOKENS=json.dumps([OLD]),
+                             HTTP__BODY_TIMEOUT="1h")
+    async with serve_edge(nats_server.url, settings) as edge:
+        host, port = edge.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n"
+                         b"Content-Length: 921600\r\n\r\n")
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 30)
+        finally:
+            writer.close()
+        assert status_line.split()[1] == b"401", status_line
+        assert await stored_count(nats_server.url) == 0
