@@ -8,6 +8,13 @@ kubeconfig / in-cluster authentication, TLS and token refresh) and answers stay 
 Errors are mapped once, here: no answer, 429 and 5xx become ``errors.KubernetesUnavailable``
 (retry), any other 4xx ``errors.KubernetesRefused`` (with the status, so callers can treat 404,
 409 AlreadyExists and 410 Gone as the facts they are).
+
+Watch streams are read in chunks and split into lines here (``Lines``), not with aiohttp's
+``readline()``: that raises ``LineTooLong`` (not a ``ClientError``) past its buffer limit (4 MiB
+with this library's 2 MiB ``read_bufsize``), and a 1 MiB ConfigMap of ``<`` is a 6 MiB line, since
+the apiserver writes ``<`` as ``\\u003c``; the watch then retried the same object forever. A line
+over ``kubernetes.max_object_bytes`` or one that is not a watch event is skipped, logged and
+counted, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import weakref
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -36,10 +45,13 @@ def configure(settings: KubernetesSettings) -> None:
 
     Clients already made stay in use unless the connection settings changed."""
     global _settings
-    if (settings.kubeconfig, settings.context, settings.cluster) != \
-            (_settings.kubeconfig, _settings.context, _settings.cluster):
+    if _connection(settings) != _connection(_settings):
         _shared.clear()
     _settings = settings
+
+
+def _connection(settings: KubernetesSettings) -> tuple:
+    return settings.kubeconfig, settings.context, settings.cluster, settings.max_object_bytes
 
 
 async def shared() -> "Client":
@@ -76,14 +88,21 @@ async def load_configuration(settings: KubernetesSettings) -> aio.client.Configu
 
 
 class Client:
-    def __init__(self, api: aio.client.ApiClient, cluster: str = "default") -> None:
+    def __init__(self, api: aio.client.ApiClient, cluster: str = "default",
+                 max_object_bytes: int = KubernetesSettings().max_object_bytes) -> None:
         self.api = api
         self.cluster = cluster
+        self.max_object_bytes = max_object_bytes
+        self.oversized = 0
+        """Watch events skipped for being longer than ``max_object_bytes``."""
+        self.malformed = 0
+        """Watch lines skipped for not being a watch event (not JSON, or not shaped like one)."""
         self._plurals: dict[tuple[str, str, str], tuple[str, bool]] = {}
 
     @classmethod
     async def connect(cls, settings: KubernetesSettings) -> "Client":
-        return cls(aio.client.ApiClient(await load_configuration(settings)), settings.cluster)
+        return cls(aio.client.ApiClient(await load_configuration(settings)), settings.cluster,
+                   settings.max_object_bytes)
 
     async def close(self) -> None:
         await self.api.close()
@@ -120,7 +139,12 @@ class Client:
         """Watch events (``{"type", "object"}``) until the server ends the request.
 
         An ``ERROR`` event raises ``KubernetesRefused`` with its code (410: the resourceVersion
-        is gone); a broken connection raises ``KubernetesUnavailable``.
+        is gone); a broken connection raises ``KubernetesUnavailable``. An event over
+        ``max_object_bytes`` is not parsed: if its metadata (which the apiserver writes first)
+        can be read from its head, it becomes a ``BOOKMARK`` at its resourceVersion (a
+        ``DELETED`` with that metadata only, if it was a deletion), so the watch position moves past
+        it and the object's last known state stays what it was; else it is dropped, and the
+        position moves on with the next event. A stand-in carries ``"skipped": {"type", "bytes"}``.
         """
         query = {**query, "watch": True, "timeoutSeconds": int(timeout)}
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
@@ -128,21 +152,47 @@ class Client:
         try:
             if response.status >= 300:
                 raise _error(response.status, await response.read())
+            lines = Lines(self.max_object_bytes, keep=METADATA_BYTES)
+            content = response.response.content
             while True:
                 try:
-                    line = await response.response.content.readline()
+                    chunk = await content.read(CHUNK_BYTES)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     raise errors.KubernetesUnavailable(0, exc.__class__.__name__, str(exc) or "watch broke") from exc
-                if not line:
+                for line in lines.feed(chunk) if chunk else lines.end():
+                    event = self._event(path, line)
+                    if event is not None:
+                        yield event
+                if not chunk:
                     return
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object", {})
-                    raise errors.KubernetesRefused(int(status.get("code") or 500), status.get("reason", ""),
-                                                   status.get("message", ""))
-                yield event
         finally:
             response.response.release()
+
+    def _event(self, path: str, line: "bytes | Oversized") -> dict | None:
+        if isinstance(line, Oversized):
+            self.oversized += 1
+            event = skipped_event(line)
+            if event is None:
+                what = "an event whose metadata is not in its head (the watch position moves with the next event)"
+            else:
+                obj, skipped = event["object"], event["skipped"]
+                what = "{} {} {}/{} at resourceVersion {}".format(skipped["type"], obj["kind"], *(
+                    obj["metadata"].get(key, "-") for key in ("namespace", "name", "resourceVersion")))
+            log.warning("watch %s: skipped %s: %d bytes, over kubernetes.max_object_bytes (%d)",
+                        path, what, line.size, self.max_object_bytes)
+            return event
+        try:
+            event = json.loads(line)
+            kind, obj = event["type"], event["object"]
+            if not isinstance(obj, dict) or (kind != "ERROR" and not isinstance(obj.get("metadata"), dict)):
+                raise TypeError("no object metadata")
+        except (ValueError, TypeError, KeyError) as exc:
+            self.malformed += 1
+            log.warning("watch %s: skipped a line that is not a watch event (%s): %r", path, exc, line[:200])
+            return None
+        if kind == "ERROR":
+            raise errors.KubernetesRefused(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""))
+        return event
 
     async def wait_for(self, collection: str, name: str, done, timeout: float) -> dict:
         """The object ``name`` once ``done(object)`` holds, following it with a watch (no polling).
@@ -203,3 +253,116 @@ def _error(status: int, body: bytes) -> errors.KubernetesError:
         reason, message = "", body.decode(errors="replace")[:300]
     cls = errors.KubernetesUnavailable if status == 429 or status >= 500 else errors.KubernetesRefused
     return cls(status, reason, message)
+
+
+CHUNK_BYTES = 256 * 1024
+"""Most bytes taken off a watch stream at once: a few reads for a big object, little memory for
+many small ones."""
+
+
+METADATA_BYTES = 1024 * 1024
+"""Head of an oversized event kept to read its metadata from, even under a lower limit: annotations
+alone may be 256 KiB, labels and managedFields come on top."""
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """A line longer than the limit: its first bytes and its full length."""
+
+    head: bytes
+    size: int
+
+
+class Lines:
+    """Splits a byte stream at ``\\n`` into lines of at most ``limit`` bytes, whatever the chunking.
+
+    Holds at most ``keep`` (default: ``limit``) bytes of a line still coming; a longer line is only
+    counted past that, and comes out as ``Oversized`` with its first ``keep`` bytes. Empty lines
+    are dropped; a last line without its newline comes out of ``end()``.
+    """
+
+    def __init__(self, limit: int, keep: int | None = None) -> None:
+        self.limit = limit
+        self.keep = max(limit, keep or 0)
+        self._pending = bytearray()
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list["bytes | Oversized"]:
+        found: list[bytes | Oversized] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._take(chunk, start, end)
+            line = self._complete()
+            if line:
+                found.append(line)
+            start = end + 1
+        self._take(chunk, start, len(chunk))
+        return found
+
+    def end(self) -> list["bytes | Oversized"]:
+        line = self._complete()
+        return [line] if line else []
+
+    def _take(self, chunk: bytes, start: int, end: int) -> None:
+        self._size += end - start
+        room = self.keep - len(self._pending)
+        if room > 0:
+            self._pending += chunk[start:min(end, start + room)]
+
+    def _complete(self) -> "bytes | Oversized | None":
+        size, self._size = self._size, 0
+        line = Oversized(bytes(self._pending), size) if size > self.limit else bytes(self._pending).strip()
+        self._pending.clear()
+        return line or None
+
+
+_SPACE = re.compile(r"\s*")
+
+
+def skipped_event(line: Oversized) -> dict | None:
+    """The stand-in for an event too long to parse, from the metadata at its head; None if unreadable.
+
+    Reads the event's first keys with the JSON decoder itself (so nothing inside a string can be
+    mistaken for a key): ``type``, then the object's keys up to ``metadata``, whose value is decoded
+    whole. The apiserver writes built-in kinds in field order (kind, apiVersion, metadata, then
+    spec or data) and custom resources with sorted keys (apiVersion, kind, metadata, spec), so
+    ``metadata`` is in the head unless it is itself over the limit.
+    """
+    text = line.head.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    event: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
+    inside = False
+    try:
+        position = _expect(text, 0, "{")
+        while True:
+            key, position = decoder.raw_decode(text, _skip(text, position))
+            position = _skip(text, _expect(text, position, ":"))
+            if key == "object" and not inside:
+                position, inside = _expect(text, position, "{"), True
+                continue
+            value, position = decoder.raw_decode(text, position)
+            (fields if inside else event)[key] = value
+            if inside and key == "metadata":
+                break
+            position = _expect(text, position, ",")
+    except (ValueError, IndexError, TypeError):
+        return None
+    metadata = fields["metadata"]
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("resourceVersion"), str):
+        return None
+    kept = {key: metadata[key] for key in ("name", "namespace", "uid", "resourceVersion") if key in metadata}
+    obj = {"kind": fields.get("kind"), "apiVersion": fields.get("apiVersion"), "metadata": kept}
+    kind = "DELETED" if event.get("type") == "DELETED" else "BOOKMARK"
+    return {"type": kind, "object": obj, "skipped": {"type": event.get("type"), "bytes": line.size}}
+
+
+def _skip(text: str, position: int) -> int:
+    return _SPACE.match(text, position).end()
+
+
+def _expect(text: str, position: int, token: str) -> int:
+    position = _skip(text, position)
+    if text[position] != token:
+        raise ValueError(f"expected {token!r} at {position}")
+    return position + 1

@@ -59,3 +59,9 @@ class KubernetesSettings(Section):
     """Server-side timeout of one watch request; the watch then resumes from where it was."""
     max_backoff: Duration = 30.0
     """Longest pause between reconnect attempts (exponential from 0.2s, full jitter)."""
+    max_object_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Longest watch event (one JSON line) taken in; a longer one is skipped, logged and counted.
+
+    The default is above anything the apiserver can store: etcd refuses objects over ~1.5 MiB, and
+    the apiserver's JSON escapes ``<``, ``>``, ``&`` and control characters as 6-byte ``\\u00XX``,
+    so a 1.5 MiB object can be a ~9.4 MiB line. Lower it to bound memory per watch."""
