@@ -20,7 +20,7 @@ import json
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -127,6 +127,44 @@ class Bucket:
             return []
         except NATS_ERRORS as exc:
             raise self._unavailable(exc, "list") from exc
+
+    SCAN_PAGE = 1000
+
+    async def scan(self, prefix: str) -> AsyncIterator[tuple[str, Any]]:
+        """Every live key under ``prefix.`` with its value, read in pages of ``SCAN_PAGE``.
+
+        An ephemeral pull consumer on the bucket's stream, last value per key, no acks: unlike
+        nats-py's ``KeyValue.watch``/``keys`` there is no "initial values done" marker to race
+        with, the end is ``num_pending == 0``. Deleted and purged keys are skipped.
+        """
+        stream, subject = f"KV_{self.kv._name}", f"{self.kv._pre}{prefix}.>"
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                                    ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
+                                    max_ack_pending=-1)
+        try:
+            subscription = await self.kv._js.pull_subscribe(subject, stream=stream, config=config)
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc, "list") from exc
+        try:
+            while True:
+                try:
+                    info = await subscription.consumer_info()
+                    if info.num_pending == 0:
+                        return
+                    messages = await subscription.fetch(min(self.SCAN_PAGE, info.num_pending), timeout=5)
+                except NATS_ERRORS as exc:
+                    raise self._unavailable(exc, "list") from exc
+                for message in messages:
+                    headers = message.headers or {}
+                    if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers \
+                            or not message.data:
+                        continue
+                    yield message.subject[len(self.kv._pre):], json.loads(message.data)
+        finally:
+            try:
+                await subscription.unsubscribe()
+            except NATS_ERRORS:
+                pass  # the server drops the ephemeral consumer after inactive_threshold anyway
 
     RACE_ATTEMPTS = 200
     """Lost compare-and-set races before :meth:`mutate` gives up: about 100 s of backing off, far

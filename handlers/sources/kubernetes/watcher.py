@@ -24,6 +24,9 @@ from router.plugins import errors
 
 log = logging.getLogger(__name__)
 
+LIST_PAGE = 500
+"""Objects per list page (``limit``); a page is summarised and dropped before the next is asked for."""
+
 
 class ResourceWatch:
     def __init__(self, client: kube.Client, bus: Any, store: state.Store, spec: Watch,
@@ -41,6 +44,10 @@ class ResourceWatch:
         self.published = 0
         self.duplicates = 0
         self.relists = 0
+        self.list_restarts = 0
+        """Lists started again because their continue token expired (410 while paging)."""
+        self.stale = 0
+        """Events skipped as older than what the stored summary was made from."""
         self.plural = ""
         self.path = ""
 
@@ -49,6 +56,12 @@ class ResourceWatch:
         return f"{self.spec.kind} in {self.namespace or 'all namespaces'}"
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.flush()
+
+    async def _run(self) -> None:
         delay = 0.2
         while True:
             try:
@@ -77,19 +90,31 @@ class ResourceWatch:
             if self.memory.resource_version is None:
                 await self.list(baseline=True)
             else:
-                log.info("%s: resuming at resourceVersion %s", self.label, self.memory.resource_version)
+                log.info("%s: resuming at resourceVersion %s (%d known objects)", self.label,
+                         self.memory.resource_version, len(self.memory.objects))
             self.ready.set()
         query = {"labelSelector": self.spec.label_selector, "allowWatchBookmarks": True,
                  "resourceVersion": self.memory.resource_version}
         async for event in self.client.watch(self.path, query, self.settings.watch_timeout):
             obj = event["object"]
-            version = obj["metadata"]["resourceVersion"]
+            metadata = obj["metadata"]
+            version = metadata["resourceVersion"]
             if event["type"] in ("ADDED", "MODIFIED"):
                 await self.observe(obj)
             elif event["type"] == "DELETED":
-                self.memory.objects.pop(obj["metadata"]["uid"], None)
+                await self.store.forget_object(self.key, self.memory, metadata["uid"])
             self.memory.resource_version = version
-            await self.store.save(self.key, self.memory)
+            await self.store.save_position(self.key, version)
+        await self.store.save_position(self.key, self.memory.resource_version, force=True)
+
+    async def flush(self) -> None:
+        """Store the position now (the watch is stopping); best effort, bounded."""
+        if self.ready.is_set():
+            try:
+                await asyncio.wait_for(self.store.save_position(self.key, self.memory.resource_version, force=True), 5)
+            except (errors.BusUnavailable, asyncio.TimeoutError) as exc:
+                log.warning("%s: position not stored at stop (%s); the next start replays from an older one",
+                            self.label, exc)
 
     async def _relist_with_retry(self) -> None:
         delay = 0.2
@@ -104,29 +129,50 @@ class ResourceWatch:
                 delay = min(delay * 2, self.settings.max_backoff)
 
     async def list(self, *, baseline: bool) -> None:
-        """List every object; ``baseline``: remember without emitting, else diff against memory."""
-        items, version, token = [], None, None
+        """List every object, page by page; ``baseline``: remember without emitting, else diff against memory.
+
+        A continue token that expires while paging (410 Gone: etcd compacted past the list's
+        revision) restarts the list from its first page: a list is only true as a whole, and the
+        baseline in particular must be complete before anything can be news. Nothing of a list is
+        stored until it is complete.
+        """
+        while True:
+            try:
+                new = await self._list_pages(baseline)
+                break
+            except errors.KubernetesRefused as exc:
+                if exc.status != 410:
+                    raise
+                self.list_restarts += 1
+                log.info("%s: the list's continue token expired (410); listing again from the start", self.label)
+        await self.store.replace(self.key, self.memory, new)
+        self.memory = new
+
+    async def _list_pages(self, baseline: bool) -> state.WatchState:
+        new, token = state.WatchState(), None
         while True:
             page = await self.client.request("GET", self.path, query={
-                "labelSelector": self.spec.label_selector, "limit": 500, "continue": token})
-            items += page["items"]
-            version, token = page["metadata"]["resourceVersion"], page["metadata"].get("continue")
+                "labelSelector": self.spec.label_selector, "limit": LIST_PAGE, "continue": token})
+            for obj in page["items"]:
+                obj.setdefault("kind", self.spec.kind)
+                obj.setdefault("apiVersion", f"{self.spec.group}/{self.spec.version}".lstrip("/"))
+                uid = obj["metadata"]["uid"]
+                if baseline:
+                    new.objects[uid] = self.observer.baseline(self.observer.summarize(obj, None))
+                else:
+                    new.objects[uid] = await self._transitions(obj)
+                new.versions[uid] = obj["metadata"].get("resourceVersion")
+            new.resource_version, token = page["metadata"]["resourceVersion"], page["metadata"].get("continue")
             if not token:
-                break
-        seen: dict[str, dict[str, Any]] = {}
-        for obj in items:
-            obj.setdefault("kind", self.spec.kind)
-            obj.setdefault("apiVersion", f"{self.spec.group}/{self.spec.version}".lstrip("/"))
-            uid = obj["metadata"]["uid"]
-            if baseline:
-                seen[uid] = self.observer.baseline(self.observer.summarize(obj, None))
-            else:
-                seen[uid] = await self._transitions(obj)
-        self.memory = state.WatchState(version, seen)
-        await self.store.save(self.key, self.memory)
+                return new
 
     async def observe(self, obj: dict[str, Any]) -> None:
-        self.memory.objects[obj["metadata"]["uid"]] = await self._transitions(obj)
+        metadata = obj["metadata"]
+        if self.memory.is_stale(metadata["uid"], metadata.get("resourceVersion")):
+            self.stale += 1  # a replay after a resume from an older position: already reflected
+            return
+        summary = await self._transitions(obj)
+        await self.store.save_object(self.key, self.memory, metadata["uid"], summary, metadata.get("resourceVersion"))
 
     async def _transitions(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Publish what changed since the remembered summary; return the new summary (not yet stored)."""
