@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 
 from handlers.sources import kubernetes as kube_source
 from router.config.settings import Settings
@@ -44,6 +45,31 @@ class Running:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def caught_up(running: Running, client, namespace: str, timeout: float = 60.0) -> None:
+    """Every Deployment watch of ``running`` has handled everything that happened in ``namespace`` so far.
+
+    A sentinel Deployment (0 replicas, named ``sentinel-*``: leave its events out of counts) is
+    created, and each watch must move past its resourceVersion. A watch handles events in order
+    and publishes before it moves on, so whatever was still to come from earlier changes, a late
+    duplicate included, is on the bus by then: a wait on state, where a sleep would only guess.
+    """
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"sentinel-{uuid.uuid4().hex[:8]}"},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "sentinel"}},
+                         "template": {"metadata": {"labels": {"app": "sentinel"}},
+                                      "spec": {"containers": [{"name": "app", "image": "registry.invalid/sentinel"}]}}}}
+    created = await client.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=manifest)
+    target = int(created["metadata"]["resourceVersion"])
+    async with asyncio.timeout(timeout):
+        while not all(int(w.memory.resource_version or 0) >= target
+                      for w in running.watches if w.spec.kind == "Deployment"):
+            await asyncio.sleep(0.1)
+
+
+def named(stored, name: str) -> list[events.CloudEvent]:
+    """The events about the object ``name`` (its source ends in ``/<plural>/<name>``)."""
+    return [e for e in stored if e.source.endswith(f"/{name}")]
 
 
 async def watch(settings: Settings, bus, client) -> Running:
