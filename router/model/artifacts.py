@@ -9,16 +9,15 @@ event (which keeps the sender's payload), with the facts a rule needs in ``custo
 
 Only a real ``sha256:<64 hex>`` digest makes an artifact: a tag names whatever was pushed last, so an
 event that passed a tag off as a digest would let a later push be verified in place of this one.
+Reading a digest out of other spellings (a purl, ``sha256%3A``, an image reference) is
+``references.digest``'s job; the canonical form is defined there too.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from router.model import cdevents, event_types, events
-
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+from router.model import cdevents, event_types, events, references
 
 # Manifests and indexes (the things a tag or a digest reference can name); anything else a registry
 # reports (layers, configs: blobs) is not an artifact.
@@ -38,7 +37,7 @@ INDEX_MEDIA_TYPES = frozenset({
 
 
 def is_digest(value: object) -> bool:
-    return isinstance(value, str) and bool(_DIGEST.match(value))
+    return references.is_sha256(value)
 
 
 @dataclass(frozen=True, slots=True)

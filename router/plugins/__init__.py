@@ -23,7 +23,8 @@ What is here, by use:
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
   :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
 - the model: :class:`CloudEvent` and the :mod:`events`, :mod:`event_types`, :mod:`cdevents` and
-  :mod:`artifacts` modules that build events;
+  :mod:`artifacts` modules that build events; :mod:`references`, the one parser of digests (bare,
+  ``sha256%3A``, purl, image reference) and image references;
 - :mod:`errors`, the error family (``PermanentError`` / ``TemporaryError`` decide retries;
   ``IngestError`` subclasses decide the HTTP answer); :class:`Settings`, :class:`Section`,
   ``Duration`` for settings.
@@ -34,7 +35,7 @@ from router.bus import kv
 from router.bus.connection import Bus
 from router.config.base import Duration, Section, parse_duration
 from router.config.settings import Settings
-from router.model import artifacts, cdevents, event_types, events
+from router.model import artifacts, cdevents, event_types, events, references
 from router.model.events import CloudEvent
 from router.plugins import actions, auth
 from router.plugins.actions import Context, Params, Result
@@ -50,7 +51,7 @@ __all__ = [
     # actions
     "Context", "Params", "Result", "actions", "templates",
     # the model
-    "CloudEvent", "artifacts", "cdevents", "event_types", "events",
+    "CloudEvent", "artifacts", "cdevents", "event_types", "events", "references",
     # errors and settings
     "Duration", "Section", "Settings", "errors", "parse_duration",
 ]
