@@ -4,8 +4,9 @@ The one module of the CLI that builds the server; the other commands are clients
 
 Start-up order matters: the HTTP edge listens immediately (``/healthz`` answers, ingest answers 503
 with Retry-After) while NATS is being reached, so a slow NATS never turns into refused connections
-at the load balancer. Shutdown is the reverse: stop accepting, drain the NATS connection (pending
-acks complete), then stop the embedded server.
+at the load balancer. Shutdown is the reverse: stop the parts, await the plug-ins' shutdown hooks
+(their own connections), stop accepting, drain the NATS connection (pending acks complete), then
+stop the embedded server.
 
 Everything that runs for the life of the process is a supervised part (``engine.supervisor``):
 ``bus`` (connecting, and re-creating what the server lost), ``source/<name>`` for every background
@@ -95,6 +96,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("shutting down")
     finally:
         await supervisor.close()
+        await plugins.shut_down()  # after the parts: nothing uses a plug-in's connections any more
         await runner.cleanup()
         await bus.close()
         if server:

@@ -3,7 +3,8 @@
 Runs in every ``serve`` process that has ``kubernetes.watches``; several replicas may watch the
 same cluster at once, since every transition has a deterministic event id that JetStream
 deduplicates. Also points the shared Kubernetes client (used by the ``kubernetesJob`` and
-``rolloutCheck`` actions) at ``kubernetes.kubeconfig`` / in-cluster / ``$KUBECONFIG``.
+``rolloutCheck`` actions) at ``kubernetes.kubeconfig`` / in-cluster / ``$KUBECONFIG``, and closes
+it when ``serve`` shuts down.
 
 - ``transitions``: per kind, which changes are worth an event (registered observers).
 - ``emit``: transitions as CloudEvents, completed rollouts as CDEvents ``service.deployed``.
@@ -48,3 +49,9 @@ async def run(settings: Settings, bus: Any) -> None:
         await asyncio.gather(*(w.run() for w in watches))
     finally:
         await client.close()
+
+
+@plugins.on_shutdown("kubernetes")
+async def close() -> None:
+    """The actions' shared client; each watch source closes its own when it is stopped."""
+    await kube.close_shared()
