@@ -2,7 +2,9 @@
 
 The Job comes from a template (inline in the rule, a file, or a ConfigMap key), gets the run's
 identity (name from the run id, labels and annotations with run and event ids), the test image
-pinned by digest when the event names one, and bounded resources (checked at rule load). The run
+pinned by digest when the rule asks for one, and bounded resources (checked at rule load). A
+``digest`` that is given but does not render to one (empty, a tag, null) ends the run ``error``
+before any Job exists: running the tag unpinned would test whatever it points to now. The run
 then follows the Job with a watch until it is Complete or Failed, and reports its conditions, each
 pod's exit codes and a bounded tail of their logs.
 
@@ -16,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from handlers.kubernetes import client as kube
 from handlers.kubernetes import jobs
 from router import plugins
-from router.plugins import actions, errors, templates
+from router.plugins import actions, errors, references, templates
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ class KubernetesJob(actions.Params):
     image: str | None = None
     """Replaces the image of ``container`` (default: the first container)."""
     container: str | None = None
-    digest: str | None = None
-    """``sha256:<hex>``: pin the image to it (``repo[:tag]@digest``); empty or not a digest: no pin."""
+    digest: Annotated[str | None, AfterValidator(references.digest_or_template)] = None
+    """Pin the image to this digest (``repo[:tag]@sha256:<hex>``): a bare or ``sha256%3A`` digest, a
+    purl or an image reference with one (``references.digest``). Absent: no pin; given but empty,
+    a tag or null: the run ends ``error`` and no Job is created."""
     backoff_limit: int = Field(0, alias="backoffLimit", ge=0, le=100)
     active_deadline_seconds: int | None = Field(None, alias="activeDeadlineSeconds", ge=1)
     ttl_seconds_after_finished: int | None = Field(3600, alias="ttlSecondsAfterFinished", ge=0)
@@ -174,15 +178,26 @@ async def _logs(client: kube.Client, namespace: str, pod: str, container: str, p
     return text if isinstance(text, str) else str(text)
 
 
+def _digest(params: KubernetesJob) -> str | None:
+    """The digest to pin to; None only when the rule asked for none (the field is absent)."""
+    if "digest" not in params.model_fields_set:
+        return None
+    try:
+        return references.digest(params.digest)
+    except references.NotADigest as exc:
+        raise errors.PermanentError(f"digest: {exc}; no Job created") from exc
+
+
 @plugins.action("kubernetesJob", params=KubernetesJob)
 async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Result:
+    digest = _digest(params)
     client = await kube.shared()
     template = await _template(params, context, client)
     try:
         manifest = jobs.build(template, namespace=params.namespace, run_id=context.run_id, rule=context.rule,
                               event_id=context.event.id, event_source=context.event.source,
                               event_type=context.event.type, image=params.image, container=params.container,
-                              digest=params.digest, backoff_limit=params.backoff_limit,
+                              digest=digest, backoff_limit=params.backoff_limit,
                               active_deadline_seconds=params.active_deadline_seconds,
                               ttl_seconds_after_finished=params.ttl_seconds_after_finished)
     except ValueError as exc:

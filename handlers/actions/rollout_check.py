@@ -5,22 +5,23 @@ a deadline, no pod of it is crash-looping or restarting beyond a threshold, and 
 runs the expected image *digest* as reported by the kubelet (``status.containerStatuses[].imageID``):
 a tag moved between build and deploy shows up here as
 ``expected sha256:aaa… running sha256:bbb… in pod X``.
+
+``expectedDigest`` is read by ``references.digest`` (a bare or ``sha256%3A`` digest, a purl, an image
+reference with a digest); given but empty, a tag or null, the run ends ``error``: a digest check
+that quietly became "no digest check" would pass a moved tag.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from handlers.kubernetes import client as kube
 from handlers.kubernetes import workloads
 from router import plugins
-from router.plugins import Duration, actions, errors
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+from router.plugins import Duration, actions, errors, references
 
 
 class RolloutCheck(actions.Params):
@@ -29,8 +30,10 @@ class RolloutCheck(actions.Params):
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     timeout: Duration = 120.0
     """How long the rollout may take to complete (bounded by the rule's policy.timeout)."""
-    expected_digest: str | None = Field(None, alias="expectedDigest")
-    """``sha256:<hex>``, or anything containing one (an image reference, a purl); empty: no digest check."""
+    expected_digest: Annotated[str | None, AfterValidator(references.digest_or_template)] = Field(
+        None, alias="expectedDigest")
+    """The digest every pod must run (``references.digest``: bare, ``sha256%3A``, purl, image reference).
+    Absent: no digest check; given but empty, a tag or null: the run ends ``error``."""
     container: str | None = None
     """Compare only this container's digest (default: every container)."""
     max_restarts: int = Field(0, alias="maxRestarts", ge=0)
@@ -44,11 +47,11 @@ def short(digest: str | None) -> str:
 @plugins.action("rolloutCheck", params=RolloutCheck)
 async def rollout_check(params: RolloutCheck, context: actions.Context) -> actions.Result:
     expected = None
-    if params.expected_digest:
-        found = _DIGEST.findall(params.expected_digest)
-        if not found:
-            raise errors.PermanentError(f"expectedDigest {params.expected_digest!r} contains no sha256 digest")
-        expected = found[-1]
+    if "expected_digest" in params.model_fields_set:
+        try:
+            expected = references.digest(params.expected_digest)
+        except references.NotADigest as exc:
+            raise errors.PermanentError(f"expectedDigest: {exc}") from exc
     client = await kube.shared()
     group = workloads.WORKLOAD_KINDS[params.kind]
     collection = await client.collection_path(group, "v1", params.kind, params.namespace)

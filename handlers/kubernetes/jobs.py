@@ -14,7 +14,7 @@ import copy
 import re
 from typing import Any
 
-from router.plugins import artifacts
+from router.plugins import references
 
 LABEL_RUN = "trigger-router.dev/run-id"
 LABEL_RULE = "trigger-router.dev/rule"
@@ -64,10 +64,14 @@ def job_name(template: dict[str, Any], run_id: str) -> str:
 
 
 def pin(image: str, digest: str | None) -> str:
-    """``repo[:tag]@digest`` when ``digest`` is a real sha256 digest, else ``image`` unchanged."""
-    if not artifacts.is_digest(digest):
+    """``repo[:tag]@sha256:<hex>``; ``digest`` None: ``image`` unchanged (no digest was asked for).
+
+    Any other ``digest`` that names no sha256 digest raises ``references.NotADigest`` (a
+    ``ValueError``): pinning is never silently skipped.
+    """
+    if digest is None:
         return image
-    return f"{image.split('@', 1)[0]}@{digest}"
+    return f"{image.split('@', 1)[0]}@{references.digest(digest)}"
 
 
 def build(template: dict[str, Any], *, namespace: str, run_id: str, rule: str, event_id: str,

@@ -92,6 +92,60 @@ async def test_job_outcome(edge, tmp_path, kube_client, namespace, name, annotat
         assert "=1" in content["reason"]  # the exit code is named
 
 
+DIGEST_HEX = DIGEST.removeprefix("sha256:")
+PURL = f"pkg:oci/smoke@sha256%3A{DIGEST_HEX}?repository_url=registry.invalid/smoke&tag=1"  # as CDEvents writes it
+
+
+def published_event(event_id: str, digest: str) -> events.CloudEvent:
+    return events.make({"id": event_id, "source": "/tests/registry", "type": "dev.example.deployed"},
+                       {"service": "web", "customData": {"digest": digest}})
+
+
+@pytest.mark.parametrize("name,value,outcome", [
+    ("empty", "", "error"),
+    ("tag", "registry.invalid/smoke:1", "error"),
+    ("bare-tag", "latest", "error"),
+    ("null", None, "error"),
+    # Braces in the event's data pass rule-load validation as a template would; the action refuses them.
+    ("braces", "{{ data.service }}", "error"),
+    ("purl", PURL, "success"),
+])
+async def test_digest_is_parsed_never_guessed(edge, tmp_path, kube_client, namespace, name, value, outcome):
+    """A digest asked for and not given is an error before any Job exists; a purl's digest pins the Job."""
+    rule = RULE.format(name=name, namespace=namespace, annotations="{}", deadline=30) \
+        .replace("{{ data.digest }}", "{{ data.customData.digest }}")
+    tasks = await start_routing(edge, tmp_path, rule)
+    try:
+        trigger = published_event(f"published-{name}", value)
+        await edge.bus.publish(trigger)
+        queued, started, finished = await outcomes_for(edge, 3, timeout=60)
+    finally:
+        await stop(tasks)
+    cdevents_schema.validate(finished)
+    assert [c["context"]["type"].split(".")[3] for c in (queued, started, finished)] == \
+        ["queued", "started", "finished"]
+    content = finished["subject"]["content"]
+    assert content["outcome"] == outcome, content
+    listing = await kube_client.request("GET", kubernetes_job.jobs_path(namespace))
+    if outcome == "error":
+        assert f"{value!r} is not a sha256 digest" in content["reason"], content["reason"]
+        assert listing["items"] == []
+        return
+    [job] = listing["items"]
+    assert job["metadata"]["name"] == f"smoke-{runs.run_id(f'smoke-{name}', trigger)[:12]}"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.invalid/smoke:1@{DIGEST}"
+
+
+def test_a_literal_that_is_no_digest_is_refused_at_rule_load(tmp_path):
+    path = tmp_path / "rule.yaml"
+    path.write_text(RULE.format(name="literal", namespace="default", annotations="{}", deadline=30)
+                    .replace("{{ data.digest }}", "registry.invalid/smoke:1"))
+    with pytest.raises(errors.RuleError) as refused:
+        rules.load([str(path)], catalog.load().actions)
+    assert "field spec.action.kubernetesJob.digest" in str(refused.value)
+    assert "'registry.invalid/smoke:1' is not a sha256 digest" in str(refused.value)
+
+
 async def test_redelivered_run_finds_its_job(kube_client, namespace):
     params = kubernetes_job.KubernetesJob.model_validate(_params(namespace))
     context = actions.Context("a" * 32, "again", deployed_event("again"), 30.0)

@@ -111,4 +111,6 @@ def test_build_names_pins_and_labels():
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert "ttlSecondsAfterFinished" not in job["spec"]
     assert template["metadata"]["name"] == "Smoke_Test"  # the rule's template is not modified
-    assert jobs.pin("registry.invalid/smoke:1", "") == "registry.invalid/smoke:1"
+    assert jobs.pin("registry.invalid/smoke:1", None) == "registry.invalid/smoke:1"  # no digest asked for
+    with pytest.raises(ValueError, match="'' is not a sha256 digest"):  # asked for, and empty: never "no pin"
+        jobs.pin("registry.invalid/smoke:1", "")
