@@ -30,6 +30,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 from kubernetes import aio
+from kubernetes.aio.config import incluster_config
 
 from handlers.kubernetes.settings import KubernetesSettings
 from router.plugins import errors
@@ -51,7 +52,8 @@ def configure(settings: KubernetesSettings) -> None:
 
 
 def _connection(settings: KubernetesSettings) -> tuple:
-    return settings.kubeconfig, settings.context, settings.cluster, settings.max_object_bytes
+    return (settings.kubeconfig, settings.context, settings.cluster, settings.service_account_dir,
+            settings.max_object_bytes)
 
 
 async def shared() -> "Client":
@@ -78,13 +80,31 @@ async def load_configuration(settings: KubernetesSettings) -> aio.client.Configu
             await aio.config.load_kube_config(str(settings.kubeconfig), context=settings.context,
                                               client_configuration=configuration)
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            aio.config.load_incluster_config(client_configuration=configuration)
+            _load_in_cluster(settings, configuration)
         else:
             await aio.config.load_kube_config(context=settings.context, client_configuration=configuration)
     except (aio.config.ConfigException, OSError) as exc:
         raise errors.ConfigError(f"no usable Kubernetes client configuration: {exc}",
                                  path="kubernetes.kubeconfig") from exc
     return configuration
+
+
+def _load_in_cluster(settings: KubernetesSettings, configuration: aio.client.Configuration) -> None:
+    """The pod's ServiceAccount from ``kubernetes.service_account_dir``.
+
+    The library's loader re-reads the token file every minute, so a projected token that the
+    kubelet rotates keeps working. The namespace file is only reported (nothing defaults to it).
+    """
+    directory = settings.service_account_dir
+    incluster_config.InClusterConfigLoader(token_filename=str(directory / "token"),
+                                           cert_filename=str(directory / "ca.crt")
+                                           ).load_and_set(configuration)
+    try:
+        namespace = (directory / "namespace").read_text().strip()
+    except OSError:
+        namespace = "unknown"
+    log.info("in-cluster configuration: %s, ServiceAccount files in %s (namespace %s)",
+             configuration.host, directory, namespace)
 
 
 class Client:

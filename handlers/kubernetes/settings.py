@@ -65,3 +65,5 @@ class KubernetesSettings(Section):
     The default is above anything the apiserver can store: etcd refuses objects over ~1.5 MiB, and
     the apiserver's JSON escapes ``<``, ``>``, ``&`` and control characters as 6-byte ``\\u00XX``,
     so a 1.5 MiB object can be a ~9.4 MiB line. Lower it to bound memory per watch."""
+    service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    """In-cluster: where the ServiceAccount's ``token``, ``ca.crt`` and ``namespace`` files are."""
