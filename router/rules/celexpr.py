@@ -11,31 +11,61 @@ Optional attributes should be tested with ``has(event.subject)``: referring to a
 variable is an evaluation error. Building the variables (converting the JSON payload into CEL
 values, the expensive part) is done once per event into a ``cel.Context`` shared by every
 expression evaluated for it: about 1 µs per expression instead of 60 µs.
+
+Besides CEL's own functions, expressions can call ``digest(value)``: the canonical ``sha256:<hex>``
+named by a bare or ``sha256%3A`` digest, a purl or an image reference (``references.digest``, the
+parser the actions use), and an evaluation error for anything else, so that correlation and policy
+keys compare digests however each event spells them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import cel
 
 from router import errors
+from router.model import references
 from router.model.events import CloudEvent
 
 _cache: tuple[CloudEvent | None, Any] = (None, None)
 
 
+REGISTERED = {"digest": references.digest}
+"""Functions trigger-router adds to the engine, registered on every context ``variables`` builds."""
+
 FUNCTIONS = frozenset({
-    "bytes", "contains", "double", "duration", "dyn", "endsWith", "getDate", "getDayOfMonth", "getDayOfWeek",
-    "getDayOfYear", "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
-    "int", "matches", "size", "startsWith", "string", "timestamp", "type", "uint",
+    "bytes", "contains", "digest", "double", "duration", "dyn", "endsWith", "getDate", "getDayOfMonth",
+    "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth",
+    "getSeconds", "int", "matches", "size", "startsWith", "string", "timestamp", "type", "uint",
 })
-"""The functions the CEL engine provides (macros such as ``has``, ``all``, ``exists``, ``map`` and
-``filter`` are expanded by the parser and are not calls). The engine resolves a call only when it
-is evaluated, so a misspelt ``startswith`` would load and then fail on every matching event;
-checking the names at load turns that into a rule error. ``tests/unit/router/rules/test_celexpr.py``
-probes the engine for each of these names, so an upgrade that drops one is noticed."""
+"""The functions the CEL engine provides, ``REGISTERED`` included (macros such as ``has``, ``all``,
+``exists``, ``map`` and ``filter`` are expanded by the parser and are not calls). The engine resolves
+a call only when it is evaluated, so a misspelt ``startswith`` would load and then fail on every
+matching event; checking the names at load turns that into a rule error.
+``tests/unit/router/rules/test_hostile_rules.py`` probes the contexts ``variables`` builds for each
+of these names, so an upgrade that drops one is noticed."""
+
+_FAILED = re.compile(r"^Function '(\w+)' error: Python function call failed: \w+: (.*?)\.? "
+                     r"Check function arguments and their types\.$")
+"""How the binding reports an exception raised by a registered function (unwrapped by ``evaluate``)."""
+
+
+class _ReportedElsewhere(logging.Filter):
+    """The binding also logs every failure of a registered function as a warning of the ``cel`` logger.
+
+    That failure is an evaluation error like any other, reported where it is handled (a filter logs
+    it once per rule, a template ends the run ``error``); a line per event would flood the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Python function '{name}' failed") for name in REGISTERED)
+
+
+logging.getLogger("cel").addFilter(_ReportedElsewhere())
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # operators are named like `_+_`, `!_`, `@in`
 
@@ -66,16 +96,21 @@ def values(event: CloudEvent) -> dict[str, Any]:
     return {**attributes, "event": {**attributes, "data": data}, "data": data}
 
 
+def _context(variables: dict[str, Any]) -> "cel.Context":
+    context = cel.Context()
+    for name, function in REGISTERED.items():
+        context.add_function(name, function)
+    context.update(variables)
+    return context
+
+
 def variables(event: CloudEvent, extra: dict[str, Any] | None = None) -> "cel.Context":
     global _cache
     if extra:  # a correlated run's templates: rare, so built each time and not cached
-        context = cel.Context()
-        context.update({**values(event), **extra})
-        return context
+        return _context({**values(event), **extra})
     if _cache[0] is event:
         return _cache[1]
-    context = cel.Context()
-    context.update(values(event))
+    context = _context(values(event))
     _cache = (event, context)
     return context
 
@@ -86,4 +121,7 @@ def evaluate(program: "cel.Program", event: CloudEvent, extra: dict[str, Any] | 
         return program.execute(variables(event, extra))
     except Exception as exc:  # the CEL binding raises KeyError, RuntimeError, TypeError, ... by case
         detail = str(exc).split("\n")[0]
+        failed = _FAILED.match(detail)
+        if failed:
+            detail = f"{failed.group(1)}(): {failed.group(2)}"
         raise ValueError(f"no such key {detail}" if isinstance(exc, KeyError) else detail) from exc

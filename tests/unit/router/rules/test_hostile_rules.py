@@ -110,17 +110,23 @@ def test_empty_files_and_directories_load_only_when_allowed(tmp_path):
 
 
 def test_every_function_the_checker_knows_is_one_the_engine_knows():
-    """Probes the CEL engine: a name it cannot resolve fails with "Undefined ... 'name'" on every call shape."""
+    """Probes the CEL engine: a name it cannot resolve fails with "Undefined ... 'name'" on every call shape.
+
+    The functions trigger-router registers exist only on the contexts ``celexpr.variables`` builds,
+    so every name is probed against such a context (a cached one and a correlated run's), the
+    engine's own ones included."""
     import cel
 
+    from router.model import events
     from router.rules import celexpr
 
     shapes = ['{n}("a")', '{n}(1)', '"a".{n}("a")', '"a".{n}()', 'timestamp("2024-01-01T00:00:00Z").{n}()']
+    event = events.make({"id": "probe", "source": "/tests", "type": "t"}, {})
 
-    def engine_knows(name: str) -> bool:
+    def engine_knows(name: str, context) -> bool:
         for shape in shapes:
             try:
-                cel.compile(shape.format(n=name)).execute(cel.Context())
+                cel.compile(shape.format(n=name)).execute(context)
                 return True
             except ValueError:
                 continue
@@ -129,5 +135,8 @@ def test_every_function_the_checker_knows_is_one_the_engine_knows():
                     return True
         return False
 
-    assert [name for name in sorted(celexpr.FUNCTIONS) if not engine_knows(name)] == []
-    assert not engine_knows("startswith") and not engine_knows("lower")
+    for context in (celexpr.variables(event), celexpr.variables(event, {"events": {}})):
+        assert [name for name in sorted(celexpr.FUNCTIONS) if not engine_knows(name, context)] == []
+        assert not engine_knows("startswith", context) and not engine_knows("lower", context)
+    assert set(celexpr.REGISTERED) <= celexpr.FUNCTIONS
+    assert not any(engine_knows(name, cel.Context()) for name in celexpr.REGISTERED)  # ours, not the engine's
