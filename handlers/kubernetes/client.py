@@ -204,9 +204,10 @@ class Client:
         try:
             event = json.loads(line)
             kind, obj = event["type"], event["object"]
-            if not isinstance(obj, dict) or (kind != "ERROR" and not isinstance(obj.get("metadata"), dict)):
-                raise TypeError("no object metadata")
-        except (ValueError, TypeError, KeyError) as exc:
+            if not isinstance(obj, dict) or kind != "ERROR" and not isinstance(
+                    (obj.get("metadata") or {}).get("resourceVersion"), str):
+                raise TypeError("no object with a resourceVersion")  # every consumer moves by it
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.malformed += 1
             log.warning("watch %s: skipped a line that is not a watch event (%s): %r", path, exc, line[:200])
             return None
@@ -373,7 +374,8 @@ def skipped_event(line: Oversized) -> dict | None:
         return None
     kept = {key: metadata[key] for key in ("name", "namespace", "uid", "resourceVersion") if key in metadata}
     obj = {"kind": fields.get("kind"), "apiVersion": fields.get("apiVersion"), "metadata": kept}
-    kind = "DELETED" if event.get("type") == "DELETED" else "BOOKMARK"
+    # A deletion the watch can act on needs the uid; without one it only moves the position.
+    kind = "DELETED" if event.get("type") == "DELETED" and isinstance(kept.get("uid"), str) else "BOOKMARK"
     return {"type": kind, "object": obj, "skipped": {"type": event.get("type"), "bytes": line.size}}
 
 

@@ -78,6 +78,9 @@ CUSTOM = {"type": "ADDED", "object": {"apiVersion": "example.dev/v1", "kind": "C
         "kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "big", "namespace": "shop", "uid": "u-1",
                                                               "resourceVersion": "41"}},
         "skipped": {"type": "DELETED", "bytes": 10_000_000}}),
+    (head({"type": "DELETED", "object": {"kind": "ConfigMap", "metadata": {"resourceVersion": "9"}}}),
+     {"type": "BOOKMARK", "object": {"kind": "ConfigMap", "apiVersion": None, "metadata": {"resourceVersion": "9"}},
+      "skipped": {"type": "DELETED", "bytes": 10_000_000}}),  # no uid: nothing to forget, the position moves
     (head(CONFIGMAP, 120), None),  # the head ends inside the metadata
     (head({"type": "ADDED", "object": {"kind": "ConfigMap", "data": {"blob": "x" * 1000}, "metadata": {}}}, 300),
      None),  # data before metadata, cut: not ours to guess
@@ -95,6 +98,8 @@ async def test_watch_survives_lines_that_are_not_events():
     big = {"type": "ADDED", "object": {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {
         "name": "big", "namespace": "n", "resourceVersion": "6"}, "data": {"x": "<" * 5000}}}
     body = b"".join([b"<html>502 Bad Gateway</html>\n", b'["not", "an", "event"]\n', b'{"type": "ADDED"}\n',
+                     b'{"type": "ADDED", "object": {"metadata": {"name": "no-version"}}}\n',
+                     b'{"type": "ADDED", "object": {"metadata": ["odd"]}}\n',
                      json.dumps(big).encode() + b"\n", json.dumps(good).encode() + b"\n"])
 
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -118,7 +123,7 @@ async def test_watch_survives_lines_that_are_not_events():
         events = [event async for event in client.watch("/api/v1/configmaps", {}, timeout=5)]
         assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events] == [
             ("BOOKMARK", "6"), ("ADDED", "7")]
-        assert (client.malformed, client.oversized) == (3, 1)
+        assert (client.malformed, client.oversized) == (5, 1)
         with pytest.raises(errors.KubernetesRefused) as refused:
             async for _ in client.watch("/api/v1/configmaps", {"resourceVersion": "7"}, timeout=5):
                 pass
