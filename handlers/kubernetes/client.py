@@ -75,17 +75,19 @@ async def close_shared() -> None:
 async def load_configuration(settings: KubernetesSettings) -> aio.client.Configuration:
     """``kubernetes.kubeconfig`` if set, else in-cluster, else ``$KUBECONFIG`` / ``~/.kube/config``."""
     configuration = aio.client.Configuration()
+    in_cluster = settings.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:
         if settings.kubeconfig is not None:
             await aio.config.load_kube_config(str(settings.kubeconfig), context=settings.context,
                                               client_configuration=configuration)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        elif in_cluster:
             _load_in_cluster(settings, configuration)
         else:
             await aio.config.load_kube_config(context=settings.context, client_configuration=configuration)
     except (aio.config.ConfigException, OSError) as exc:
         raise errors.ConfigError(f"no usable Kubernetes client configuration: {exc}",
-                                 path="kubernetes.kubeconfig") from exc
+                                 path="kubernetes.service_account_dir" if in_cluster else "kubernetes.kubeconfig"
+                                 ) from exc
     return configuration
 
 
@@ -93,7 +95,7 @@ def _load_in_cluster(settings: KubernetesSettings, configuration: aio.client.Con
     """The pod's ServiceAccount from ``kubernetes.service_account_dir``.
 
     The library's loader re-reads the token file every minute, so a projected token that the
-    kubelet rotates keeps working. The namespace file is only reported (nothing defaults to it).
+    kubelet rotates keeps working. The namespace file is only reported here.
     """
     directory = settings.service_account_dir
     incluster_config.InClusterConfigLoader(token_filename=str(directory / "token"),
