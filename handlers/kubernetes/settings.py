@@ -43,6 +43,19 @@ class Watch(Section):
     """Extra transitions for this kind (most useful for CRDs)."""
 
 
+class LeaderElection(Section):
+    """One watcher per watch among replicas, by a ``coordination.k8s.io/v1`` Lease each."""
+
+    enabled: bool = True
+    """Off: every replica watches everything (each transition is published by each and stored once)."""
+    namespace: str | None = None
+    """Where the Leases live; unset: the pod's namespace (from the ServiceAccount), else ``default``."""
+    lease_duration: Duration = Field(15.0, ge=2.0)
+    """A holder renews every third of it; after SIGKILL another replica takes over after about this long."""
+    identity: str | None = None
+    """This process in the Lease's ``holderIdentity``; unset: ``<hostname>_<pid>`` (hostname = pod name)."""
+
+
 @plugins.settings_section("kubernetes")
 class KubernetesSettings(Section):
     kubeconfig: Path | None = None
@@ -55,6 +68,8 @@ class KubernetesSettings(Section):
     """Resources turned into ``io.k8s.*`` events; empty: no watch runs."""
     state_bucket: str = "TR_KUBE_WATCH"
     """JetStream KV bucket with each watch's last resourceVersion and what it knew of each object."""
+    leader_election: LeaderElection = LeaderElection()
+    """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
     watch_timeout: Duration = 300.0
     """Server-side timeout of one watch request; the watch then resumes from where it was."""
     max_backoff: Duration = 30.0

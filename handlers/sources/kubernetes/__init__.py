@@ -1,8 +1,9 @@
 """Kubernetes watch source: configured resources -> semantic ``io.k8s.*`` CloudEvents.
 
-Runs in every ``serve`` process that has ``kubernetes.watches``; several replicas may watch the
-same cluster at once, since every transition has a deterministic event id that JetStream
-deduplicates. Also points the shared Kubernetes client (used by the ``kubernetesJob`` and
+Runs in every ``serve`` process that has ``kubernetes.watches``; of several replicas, the holder
+of each watch's Lease runs it (``leases``). Every transition has a deterministic event id that
+JetStream deduplicates, so two replicas watching at once (election off, or a handover's overlap)
+still store each transition once. Also points the shared Kubernetes client (used by the ``kubernetesJob`` and
 ``rolloutCheck`` actions) at ``kubernetes.kubeconfig`` / in-cluster / ``$KUBECONFIG``, and closes
 it when ``serve`` shuts down.
 
@@ -10,6 +11,7 @@ it when ``serve`` shuts down.
 - ``emit``: transitions as CloudEvents, completed rollouts as CDEvents ``service.deployed``.
 - ``watcher``: list + watch + resume + re-list for one resource.
 - ``state``: resourceVersion and known objects in JetStream KV.
+- ``leases``: which replica runs each watch (a Lease per watch, ``kubernetes.leader_election``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 from typing import Any
 
 from handlers.kubernetes import client as kube
-from handlers.sources.kubernetes import state
+from handlers.sources.kubernetes import leases, state
 from handlers.sources.kubernetes.watcher import ResourceWatch
 from router import plugins
 from router.plugins import Settings
@@ -45,8 +47,17 @@ async def run(settings: Settings, bus: Any) -> None:
     client = await kube.Client.connect(settings.kubernetes)  # its own connections, apart from the actions'
     try:
         watches = await start(settings, bus, client)
-        log.info("watching %s", ", ".join(w.label for w in watches))
-        await asyncio.gather(*(w.run() for w in watches))
+        election = settings.kubernetes.leader_election
+        if not election.enabled:
+            log.info("watching %s", ", ".join(w.label for w in watches))
+            await asyncio.gather(*(w.run() for w in watches))
+            return
+        namespace = leases.lease_namespace(election, settings.kubernetes.service_account_dir)
+        identity = election.identity or leases.default_identity()
+        log.info("electing a watcher for %s (Leases in %s, this process is %s)",
+                 ", ".join(w.label for w in watches), namespace, identity)
+        await asyncio.gather(*(leases.Elector(client, election, namespace, w.key, w.label, identity).run(w.run)
+                               for w in watches))
     finally:
         await client.close()
 

@@ -1,8 +1,9 @@
 """The manifests in deploy/ grant what the router needs, and no more.
 
 The router runs here with a token of the ``trigger-router`` ServiceAccount (TokenRequest API), bound
-exactly as ``deploy/rbac.yaml`` says, and must still watch rollouts, run a smoke Job and verify a
-rollout, while reading a Secret or changing a workload is forbidden.
+exactly as ``deploy/rbac.yaml`` says, and must still watch rollouts, run a smoke Job, verify a
+rollout and hold a leader-election Lease in its own namespace, while reading a Secret, changing a
+workload or writing a Lease elsewhere is forbidden.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import yaml
 
 from handlers.actions import kubernetes_job, rollout_check
 from handlers.kubernetes import client as kube
-from handlers.kubernetes.settings import KubernetesSettings
+from handlers.kubernetes.settings import KubernetesSettings, LeaderElection
+from handlers.sources.kubernetes import leases
 from router import errors
 from router.model import events
 from router.plugins import actions
@@ -30,13 +32,14 @@ PATHS = {
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
 }
 
 
 async def apply(client, path: Path, jobs_namespace: str) -> None:
     for document in yaml.safe_load_all(path.read_text()):
-        if document["kind"] == "RoleBinding":
+        if document["kind"] == "RoleBinding" and document["metadata"]["name"] == "trigger-router-jobs":
             document["metadata"]["namespace"] = jobs_namespace  # the namespace smoke tests run in
         url = PATHS[document["kind"]].format(namespace=document["metadata"].get("namespace"))
         try:
@@ -96,6 +99,15 @@ async def test_router_works_with_least_privilege(edge, tmp_path, kube_cluster, k
                                                            "expectedDigest": DIGEST})
         verified = await rollout_check.rollout_check(check, context)
         assert verified.outcome == "success", verified.reason
+
+        # The Leases of leader election: in the router's own namespace, and nowhere else.
+        election = LeaderElection(lease_duration=5.0)
+        own = leases.Elector(router, election, "trigger-router", f"rbac-{namespace}", "rbac test", "rbac")
+        assert await own.try_acquire_or_renew() and await own.try_acquire_or_renew()
+        await own.release()
+        with pytest.raises(errors.KubernetesRefused) as refused:
+            await leases.Elector(router, election, namespace, "rbac", "rbac test", "rbac").try_acquire_or_renew()
+        assert refused.value.status == 403
 
         forbidden = [("GET", f"/api/v1/namespaces/{namespace}/secrets/db", None),
                      ("GET", "/api/v1/secrets", None),
