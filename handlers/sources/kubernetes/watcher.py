@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 from handlers.kubernetes import client as kube
@@ -88,7 +89,11 @@ class ResourceWatch:
             self.plural = plural
             self.memory = await self.store.load(self.key)
             if self.memory.resource_version is None:
+                started = time.monotonic()
                 await self.list(baseline=True)
+                log.info("%s: baseline of %d objects listed in %.1fs; watching from resourceVersion %s",
+                         self.label, len(self.memory.objects), time.monotonic() - started,
+                         self.memory.resource_version)
             else:
                 log.info("%s: resuming at resourceVersion %s (%d known objects)", self.label,
                          self.memory.resource_version, len(self.memory.objects))
