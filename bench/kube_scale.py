@@ -30,7 +30,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,6 @@ sys.path.insert(0, str(ROOT))
 from handlers.kubernetes import client as kube  # noqa: E402
 from handlers.kubernetes.settings import KubernetesSettings  # noqa: E402
 from tests.kubeplane import build, cluster  # noqa: E402
-from tests.support import processes  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
 CRASH = "io.k8s.pod.crashloop"
