@@ -16,7 +16,10 @@ kwok playing the kubelet of one fake node) and a nats-server, creates ``--pods``
   on a core NATS subscription, p50/p95/max; the baseline is the apiserver's own answer time for
   the patch, measured in the same run;
 - **restart-resume**: SIGKILL serve, start it again: start -> "resuming at resourceVersion ... (N
-  known objects)" -> the first transition after the restart received.
+  known objects)" -> the first transition after the restart received;
+- **410 at scale**: SIGKILL serve, crash a few pods, compact etcd (the stored position expires),
+  start it again: start -> "re-listed N objects ..., K transition(s) found in the gap"; K must
+  be the crash-loops made while it was down, no more (nothing replayed) and no fewer.
 
     .venv/bin/python bench/kube_scale.py [--pods 20000] [--namespaces 20] [--rate 10] [--seconds 30]
 """
@@ -153,7 +156,8 @@ async def largest_value(js) -> int:
     return largest
 
 
-async def flow(client: kube.Client, nc, args: argparse.Namespace, total_pods: int, tag: int) -> dict:
+async def flow(client: kube.Client, nc, args: argparse.Namespace, total_pods: int, tag: int,
+               wait: bool = True) -> dict:
     """``--rate`` status patches per second for ``--seconds``: odd ones crash (a transition), even ones recover."""
     received: dict[str, float] = {}
 
@@ -193,7 +197,7 @@ async def flow(client: kube.Client, nc, args: argparse.Namespace, total_pods: in
         answer_times.append(answered - before)
         if crashing:
             sent[f"k8s://default/namespaces/{namespace}/pods/{name}"] = answered
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (60 if wait else 0)
     while len([s for s in sent if s in received]) < len(sent) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await subscription.unsubscribe()
@@ -258,6 +262,20 @@ async def run(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
             rows.append(("restart (SIGKILL) -> resumed",
                          f"{resumed_at:.1f} s to read the position and {int(found.group(1)):,} summaries back; "
                          f"first transitions after it: {flowed['received']}/{flowed['transitions']} received"))
+            serve.kill()
+
+            # Down while pods crash, and etcd compacted meanwhile: the stored position is gone (410).
+            flowed = await flow(client, nc, argparse.Namespace(**{**vars(args), "seconds": 1.0}), args.pods, 3,
+                                wait=False)
+            local.compact_etcd()
+            serve.start()
+            relisted_at, found = await serve.wait_line(
+                r"re-listed (\d+) objects in ([\d.]+)s, (\d+) transition\(s\) found in the gap", 1800)
+            rows.append(("restart after compaction (410) -> re-listed and diffed",
+                         f"{relisted_at:.1f} s for {int(found.group(1)):,} pods (list {found.group(2)} s); "
+                         f"{found.group(3)} transitions found for the {flowed['transitions']} crash-loops made while "
+                         "down"))
+            rows.append(("serve RSS after the re-list", f"{rss_mib(serve.process.pid):.0f} MiB"))
             serve.kill()
         finally:
             await nc.close()

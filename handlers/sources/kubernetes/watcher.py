@@ -125,8 +125,11 @@ class ResourceWatch:
         delay = 0.2
         while True:
             try:
+                started, published = time.monotonic(), self.published
                 await self.list(baseline=False)
                 self.relists += 1
+                log.info("%s: re-listed %d objects in %.1fs, %d transition(s) found in the gap", self.label,
+                         len(self.memory.objects), time.monotonic() - started, self.published - published)
                 return
             except (errors.KubernetesError, errors.BusUnavailable) as exc:
                 log.warning("%s: re-list failed (%s); retrying in %.1fs", self.label, exc, delay)
