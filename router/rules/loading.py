@@ -132,7 +132,13 @@ def _action(spec: dict[str, Any], actions: Mapping[str, ActionSpec]) -> ActionSp
 
 
 def expand(paths: Iterable[str]) -> list[Path]:
-    """Files named, ``*.yaml``/``*.yml`` in directories named, and glob matches; sorted, unique."""
+    """Files named, ``*.yaml``/``*.yml`` in directories named, and glob matches; sorted, unique.
+
+    In a directory, entries whose name starts with ``.`` are skipped at any depth: editors' and
+    git's files, and the kubelet's layout of a mounted ConfigMap, which puts the real files in a
+    hidden timestamped directory and links ``..data`` and each key to it (walking all of it found
+    every rule twice). Files are also unique by real path, so two links to one file load it once.
+    """
     found: list[Path] = []
     for entry in paths:
         matches = glob.glob(entry, recursive=True) if glob.has_magic(entry) else [entry]
@@ -141,12 +147,16 @@ def expand(paths: Iterable[str]) -> list[Path]:
         for match in matches:
             path = Path(match)
             if path.is_dir():
-                found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+                found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                                    and not any(part.startswith(".") for part in p.relative_to(path).parts)))
             elif path.exists():
                 found.append(path)
             else:
                 raise errors.RuleError("no such file or directory", file=entry)
-    return sorted(dict.fromkeys(found))
+    unique: dict[Path, Path] = {}
+    for path in sorted(dict.fromkeys(found)):
+        unique.setdefault(path.resolve(), path)
+    return sorted(unique.values())
 
 
 def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float | None = None,

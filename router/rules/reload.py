@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Callable, Mapping
@@ -36,7 +37,9 @@ def fingerprint(paths: list[str]) -> tuple:
             stat = Path(path).stat()
         except OSError:
             continue
-        stamp.append((str(path), stat.st_mtime_ns, stat.st_size))
+        # The real path too: a ConfigMap update swaps the `..data` link, and the new file behind a
+        # link may have the old one's size and even mtime.
+        stamp.append((str(path), os.path.realpath(path), stat.st_ino, stat.st_mtime_ns, stat.st_size))
     return tuple(stamp)
 
 
