@@ -66,8 +66,11 @@ async def shared() -> "Client":
 
 
 async def close_shared() -> None:
-    """Close this loop's shared client (at shutdown, so no connection outlives the loop)."""
-    client = _shared.pop(asyncio.get_running_loop(), None)
+    """Close this loop's shared client's connections (at shutdown, so none outlives the loop).
+
+    It stays this loop's client: whatever else runs in the loop (a test around an in-process
+    ``serve``) and still holds it opens new connections on its next request."""
+    client = _shared.get(asyncio.get_running_loop())
     if client is not None:
         await client.close()
 
@@ -127,7 +130,9 @@ class Client:
                    settings.max_object_bytes)
 
     async def close(self) -> None:
-        await self.api.close()
+        """Close its connections; a later request opens new ones (the session is made on first use)."""
+        api, self.api = self.api, aio.client.ApiClient(self.api.configuration)
+        await api.close()
 
     async def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any,
                     timeout: Any, content_type: str | None = None):
