@@ -18,10 +18,15 @@ file exists; binaries are written under a temporary name and renamed, and a file
 concurrent builders (two pytest sessions, or `python -m tests.kubeplane build` beside one).
 The Go module and build caches are the user's defaults, so a rebuild after a version bump only
 compiles what changed.
+
+The client tools (`helm`, and `kubectl` from the same k8s.io/kubernetes build as the control
+plane) live in a cache directory and stamp of their own (`ensure_tools`): adding or bumping a tool
+must not change the control plane's key and force its much longer rebuild.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -39,9 +44,12 @@ from tests.kubeplane import processes
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 BINARIES = ("etcd", *KUBE_COMMANDS, "kwok")
+
+TOOLS = ("helm", "kubectl")
 
 CACHE_ENV = "TRIGGER_ROUTER_KUBE_CACHE"
 STAMP = "build.json"
@@ -77,6 +85,29 @@ class Versions:
         return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_{arch}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolVersions:
+    """The client tools one cache directory holds; kubectl follows the control plane's release."""
+
+    helm: str = HELM_VERSION
+    """Release of helm.sh/helm/v3."""
+    kubernetes: str = KUBERNETES_VERSION
+    """Release of k8s.io/kubernetes that `cmd/kubectl` is built from."""
+
+    @property
+    def key(self) -> str:
+        arch = f"{sys.platform}-{platform.machine().lower()}"
+        return f"tools_helm-{self.helm}_kubectl-{self.kubernetes}_{arch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tools:
+    """Paths of the built client tools."""
+
+    helm: Path
+    kubectl: Path
+
+
 def cache_root() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
@@ -101,15 +132,43 @@ def ensure_built(versions: Versions = Versions(), log=None) -> Path:
         return bin_dir(versions)
     home = cache_root() / versions.key
     home.mkdir(parents=True, exist_ok=True)
+    with _locked(home, log):
+        if not is_built(versions):  # another process may have finished it while we waited
+            _build(versions, home, log)
+    return bin_dir(versions)
+
+
+def tools_dir(versions: ToolVersions = ToolVersions()) -> Path:
+    return cache_root() / versions.key / "bin"
+
+
+def tools_built(versions: ToolVersions = ToolVersions()) -> bool:
+    directory = tools_dir(versions)
+    return (directory.parent / STAMP).is_file() and all((directory / t).is_file() for t in TOOLS)
+
+
+def ensure_tools(versions: ToolVersions = ToolVersions(), log=None) -> Tools:
+    """Return helm and kubectl, building them first if the cache lacks them."""
+    log = log or _stderr
+    if not tools_built(versions):
+        home = cache_root() / versions.key
+        home.mkdir(parents=True, exist_ok=True)
+        with _locked(home, log):
+            if not tools_built(versions):
+                _build_tools(versions, home, log)
+    directory = tools_dir(versions)
+    return Tools(helm=directory / "helm", kubectl=directory / "kubectl")
+
+
+@contextlib.contextmanager
+def _locked(home: Path, log):
     with open(home / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log(f"kubeplane: another process is building; waiting for {home / '.lock'}")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if not is_built(versions):  # another process may have finished it while we waited
-            _build(versions, home, log)
-    return bin_dir(versions)
+        yield
 
 
 def _build(versions: Versions, home: Path, log) -> None:
@@ -144,15 +203,21 @@ def _build_etcd(go: _GoTool, versions: Versions, src: Path, out: Path) -> None:
 
 
 def _build_kube(go: _GoTool, versions: Versions, src: Path, out: Path) -> None:
+    _build_kube_commands(go, versions.kubernetes, src, out, KUBE_COMMANDS)
+
+
+def _build_kube_commands(go: _GoTool, kubernetes: str, src: Path, out: Path,
+                         commands: tuple[str, ...]) -> None:
+    """Build `k8s.io/kubernetes/cmd/<command>` for each command through a scratch module."""
     src.mkdir(parents=True, exist_ok=True)
-    major, minor, patch = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", versions.kubernetes).groups()
+    major, minor, patch = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", kubernetes).groups()
     staging_version = f"v0.{minor}.{patch}"
-    upstream_mod = go.download_mod(f"k8s.io/kubernetes@{versions.kubernetes}")
+    upstream_mod = go.download_mod(f"k8s.io/kubernetes@{kubernetes}")
     staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) v0\.0\.0$", upstream_mod, re.MULTILINE)
     replaces = "".join(f"\t{m} => {m} {staging_version}\n" for m in sorted(set(staging)))
     (src / "go.mod").write_text(
         "module kubeplane.local/kube\n\ngo 1.26\n\n"
-        f"require k8s.io/kubernetes {versions.kubernetes}\n\n"
+        f"require k8s.io/kubernetes {kubernetes}\n\n"
         f"replace (\n{replaces})\n"
     )
     # The package main has to exist in the scratch module for `go build` to accept it as the
@@ -160,7 +225,7 @@ def _build_kube(go: _GoTool, versions: Versions, src: Path, out: Path) -> None:
     (src / "doc.go").write_text("// Package kube only anchors the scratch module.\npackage kube\n")
     build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamps = {
-        "gitVersion": versions.kubernetes, "gitMajor": major, "gitMinor": minor,
+        "gitVersion": kubernetes, "gitMajor": major, "gitMinor": minor,
         "gitTreeState": "clean", "buildDate": build_date,
     }
     xflags = " ".join(
@@ -168,11 +233,33 @@ def _build_kube(go: _GoTool, versions: Versions, src: Path, out: Path) -> None:
         for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
         for name, value in stamps.items()
     )
-    for command in KUBE_COMMANDS:
+    for command in commands:
         tmp = out / f".{command}.tmp"
         go.run(["build", "-trimpath", "-ldflags", f"-s -w {xflags}", "-o", str(tmp),
                 f"k8s.io/kubernetes/cmd/{command}"], cwd=src, what=command)
         _publish(tmp, out / command)
+
+
+def _build_tools(versions: ToolVersions, home: Path, log) -> None:
+    (home / STAMP).unlink(missing_ok=True)
+    out = home / "bin"
+    out.mkdir(exist_ok=True)
+    go = _GoTool(home, log)
+    started = time.monotonic()
+    log(f"kubeplane: cold build of {versions} into {out}; helm alone takes minutes")
+    _build_kube_commands(go, versions.kubernetes, home / "src" / "kube", out, ("kubectl",))
+    # helm's go.mod has no replace directives, so `go install` works; the -X flags are the ones
+    # helm's Makefile sets, so `helm version` reports the release instead of a bare "v3.x".
+    xflags = (f"-X helm.sh/helm/v3/internal/version.version={versions.helm}"
+              " -X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+    go.run(["install", "-trimpath", "-ldflags", f"-s -w {xflags}",
+            f"helm.sh/helm/v3/cmd/helm@{versions.helm}"], cwd=home,
+           extra_env={"GOBIN": str(home / "gobin")}, what="helm")
+    _publish(home / "gobin" / "helm", out / "helm")
+    stamp = {**dataclasses.asdict(versions), "go": go.version(),
+             "seconds": round(time.monotonic() - started, 1)}
+    (home / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    log(f"kubeplane: tools build finished in {stamp['seconds']}s")
 
 
 def _publish(tmp: Path, final: Path) -> None:
