@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes_tail.add_argument("--all", action="store_true", help="start from the oldest stored outcome")
     outcomes_tail.add_argument("--count", "-n", type=int, default=0, help="exit after this many outcomes")
 
+    commands.add_parser("crd", help="print the TriggerRule and ClusterTriggerRule CustomResourceDefinitions "
+                        "(YAML) for the installed actions")
+
     config_cmd = commands.add_parser("config", help="inspect configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     config_sub.add_parser("check", help="validate the config and print the effective settings, secrets redacted")
@@ -100,6 +103,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         from router.cli import serve as service
         asyncio.run(service.serve(settings))
+        return 0
+    if args.command == "crd":
+        from router.rules import crd
+        sys.stdout.write(crd.render(catalog.load().actions))
         return 0
     if args.command == "config":
         yaml.safe_dump(settings_mod.redacted(settings), sys.stdout, sort_keys=False)
