@@ -34,3 +34,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The container image, built without a container engine (deploy/image/build.py, README "Container
+# image"): mmdebstrap makes the root, the layout is cached; PUSH=HOST/NAME also copies it there.
+.PHONY: image
+image: $(STAMP) registry-tools
+	@command -v mmdebstrap >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mmdebstrap; }
+	$(VENV)/bin/python deploy/image/build.py $(if $(PUSH),--push $(PUSH))
