@@ -56,6 +56,18 @@ class LeaderElection(Section):
     """This process in the Lease's ``holderIdentity``; unset: ``<hostname>_<pid>`` (hostname = pod name)."""
 
 
+class TriggerRulesSettings(Section):
+    """TriggerRule / ClusterTriggerRule objects as rules, beside rule files (needs ``deploy/crds/``)."""
+
+    enabled: bool = False
+    namespaces: list[str] = []
+    """Namespaces whose TriggerRules are read; empty: every namespace."""
+    cluster_rules: bool = True
+    """Also read ClusterTriggerRules (which may act in any namespace)."""
+    status_rate: float = Field(10.0, gt=0, le=100)
+    """Status writes per second at most (the Lease holder writes them all)."""
+
+
 @plugins.settings_section("kubernetes")
 class KubernetesSettings(Section):
     kubeconfig: Path | None = None
@@ -68,6 +80,8 @@ class KubernetesSettings(Section):
     """Resources turned into ``io.k8s.*`` events; empty: no watch runs."""
     state_bucket: str = "TR_KUBE_WATCH"
     """JetStream KV bucket with each watch's last resourceVersion and what it knew of each object."""
+    trigger_rules: TriggerRulesSettings = TriggerRulesSettings()
+    """Rules as Kubernetes objects (see ``handlers/sources/kubernetes/triggerrules.py``)."""
     leader_election: LeaderElection = LeaderElection()
     """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
     watch_timeout: Duration = 300.0

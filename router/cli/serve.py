@@ -41,6 +41,7 @@ from router.plugins import catalog
 from router.rules import loading as rules
 from router.rules.matching import Matcher
 from router.rules.reload import RuleReloader
+from router.rules.ruleset import RuleSet, Sink
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ async def check_limits(bus: Bus, settings: Settings) -> None:
 
 
 class Routing:
-    """Event routing, run execution and rule reload: three parts sharing the rule set in force."""
+    """Event routing, run execution, rule reload and rule sources: parts sharing the rules in force."""
 
     def __init__(self, bus: Bus, settings: Settings, plugins: catalog.Catalog, matcher: Matcher) -> None:
         self.bus = bus
@@ -166,16 +167,23 @@ class Routing:
         self.plugins = plugins
         self.matcher = matcher
         self.router: EventRouter | None = None
+        self.ruleset = RuleSet(self.apply)
+        self.ruleset.parts["files"] = list(matcher.rules)
+        self.rule_sources = [source for source in plugins.rule_sources.values() if source.enabled(settings)]
 
     def supervise(self, supervisor: supervision.Supervisor) -> None:
         supervisor.add("executor", self.execute)
-        if self.settings.rules.paths:
-            # Without rule files nothing can ever match: consuming every event would only cost the
+        if self.settings.rules.paths or self.rule_sources:
+            # Without rules nothing can ever match: consuming every event would only cost the
             # ingest path CPU (bench/ingest.py). Executors still serve `runs retry` and other routers.
             router = self.settings.router
             self.bus.expect_consumer(self.settings.bus.events_stream, router.durable, router.start)
             supervisor.add("router", self.route)
+        if self.settings.rules.paths:
             supervisor.add("reloader", self.reload)
+        for source in self.rule_sources:
+            sink = Sink(self.ruleset, source.name, self.plugins.actions, self.settings.bus.max_age)
+            supervisor.add(f"rules/{source.name}", functools.partial(source.run, self.settings, self.bus, sink))
 
     def apply(self, new: Matcher) -> None:
         self.matcher = new
@@ -194,6 +202,6 @@ class Routing:
         await self.router.run()
 
     async def reload(self) -> None:
-        settings, plugins, apply = self.settings, self.plugins, self.apply
-        await RuleReloader(settings.rules.paths, plugins.actions, apply, settings.rules.reload_interval,
-                           settings.bus.max_age, settings.rules.allow_empty).run()
+        settings, plugins = self.settings, self.plugins
+        await RuleReloader(settings.rules.paths, plugins.actions, lambda m: self.ruleset.update("files", m.rules),
+                           settings.rules.reload_interval, settings.bus.max_age, settings.rules.allow_empty).run()

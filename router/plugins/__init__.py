@@ -17,7 +17,8 @@ What is here, by use:
 
 - registration: :func:`webhook_source`, :func:`background_source`, :func:`action`,
   :func:`settings_section` (a plug-in owns its ``Section`` of the settings file), :func:`on_shutdown`
-  (an async hook ``serve`` awaits at shutdown, to close what the plug-in opened);
+  (an async hook ``serve`` awaits at shutdown, to close what the plug-in opened), :func:`rule_source`
+  (rules from somewhere other than files, such as TriggerRule objects);
 - sources: :class:`Delivery`, :class:`Rejected`, :class:`WebhookSource`, :mod:`auth` (constant-time
   secret and signature checks), :class:`Bus` (what a background source publishes with), :mod:`kv`
   (durable state in a JetStream key-value bucket);
@@ -40,13 +41,13 @@ from router.model import artifacts, cdevents, event_types, events, references
 from router.model.events import CloudEvent
 from router.plugins import actions, auth
 from router.plugins.actions import Context, Params, Result
-from router.plugins.catalog import action, background_source, on_shutdown, settings_section, webhook_source
+from router.plugins.catalog import action, background_source, on_shutdown, rule_source, settings_section, webhook_source
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.rules import templates
 
 __all__ = [
     # registration
-    "action", "background_source", "on_shutdown", "settings_section", "webhook_source",
+    "action", "background_source", "on_shutdown", "rule_source", "settings_section", "webhook_source",
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions

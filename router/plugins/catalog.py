@@ -37,6 +37,16 @@ SHUTDOWN_HOOK_TIMEOUT = 5.0
 
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
 ShutdownHook = Callable[[], Awaitable[None]]
+RuleSourceRun = Callable[[Any, Any, Any], Awaitable[None]]
+"""``(settings, bus, sink)``: runs for the life of the process, calling ``sink.publish(rules)``."""
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    name: str
+    run: RuleSourceRun
+    enabled: Callable[[Any], bool]
+    """``(settings) -> bool``: whether this process runs it (and so routes even without rule files)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Catalog:
     actions: dict[str, Action] = field(default_factory=dict)
     background_sources: dict[str, BackgroundSource] = field(default_factory=dict)
     shutdown_hooks: dict[str, ShutdownHook] = field(default_factory=dict)
+    rule_sources: dict[str, RuleSource] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, value: Any) -> None:
         table: dict = getattr(self, kind)
@@ -76,6 +87,13 @@ class Catalog:
     def action(self, name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
         def register(run: ActionRun) -> ActionRun:
             self.add("actions", name, Action(name, params, run))
+            return run
+
+        return register
+
+    def rule_source(self, name: str, *, enabled: Callable[[Any], bool]) -> Callable[[RuleSourceRun], RuleSourceRun]:
+        def register(run: RuleSourceRun) -> RuleSourceRun:
+            self.add("rule_sources", name, RuleSource(name, run, enabled))
             return run
 
         return register
@@ -122,7 +140,7 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
     global _current
     saved, saved_sections = _current, config.sections()
     _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources),
-                       dict(saved.shutdown_hooks)) if keep else Catalog()
+                       dict(saved.shutdown_hooks), dict(saved.rule_sources)) if keep else Catalog()
     config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
@@ -134,6 +152,13 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
 def webhook_source(name: str) -> Callable[[SourceFactory], SourceFactory]:
     """Register a class (or factory) ``(settings) -> WebhookSource`` for ``/webhooks/<name>``."""
     return _current.webhook_source(name)
+
+
+def rule_source(name: str, *, enabled: Callable[[Any], bool]) -> Callable[[RuleSourceRun], RuleSourceRun]:
+    """Register a coroutine ``(settings, bus, sink)`` that contributes rules besides the files:
+    it compiles them with ``sink.compile(document, origin, namespace=...)`` and replaces its whole
+    part with ``sink.publish(rules)``; ``serve`` runs it when ``enabled(settings)``."""
+    return _current.rule_source(name, enabled=enabled)
 
 
 def background_source(name: str) -> Callable[[BackgroundSource], BackgroundSource]:

@@ -49,6 +49,8 @@ class Rule:
     policy: policy_spec.Policy
     keys: policy_spec.Keys = policy_spec.Keys()
     correlation: policy_spec.CompiledCorrelation | None = None
+    namespace: str | None = None
+    """A namespaced TriggerRule's namespace: its parameters may name no other (``confine``)."""
 
     def matches(self, event: CloudEvent) -> bool:
         return self.filter.matches(event)
@@ -58,6 +60,10 @@ class Rule:
 
         ``extra``: more CEL variables (``events`` for a correlated run)."""
         rendered = self.params.render(event, extra)
+        if self.namespace is not None:
+            problem = confine(rendered, self.namespace, f"spec.action.{self.action.name}")
+            if problem:
+                raise errors.PermanentError(problem)
         try:
             return self.action.params.model_validate(rendered).model_dump(mode="json", by_alias=True, exclude_none=True)
         except ValidationError as exc:
@@ -67,6 +73,28 @@ class Rule:
         if self.environment is None:
             return event.source
         return str(self.environment.render(event))
+
+
+def confine(params: Any, namespace: str, path: str, *, templated_ok: bool = False) -> str | None:
+    """Why ``params`` act outside ``namespace``, or None: every ``namespace`` key at any depth (the
+    action's, a Job manifest's ``metadata.namespace``, a ConfigMap reference's) must name it.
+    ``templated_ok``: at load, a value still holding ``{{ }}`` is checked once rendered instead."""
+    if isinstance(params, dict):
+        for key, value in params.items():
+            where = f"{path}.{key}"
+            if key == "namespace" and value != namespace and not (
+                    templated_ok and isinstance(value, str) and "{{" in value):
+                return (f"{where}: a TriggerRule in namespace {namespace!r} acts only there, not in {value!r} "
+                        "(a ClusterTriggerRule may act anywhere)")
+            found = confine(value, namespace, where, templated_ok=templated_ok)
+            if found:
+                return found
+    elif isinstance(params, list):
+        for index, value in enumerate(params):
+            found = confine(value, namespace, f"{path}[{index}]", templated_ok=templated_ok)
+            if found:
+                return found
+    return None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -84,11 +112,17 @@ def _loc(parts: Iterable[Any]) -> str:
 
 
 def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec],
-                     max_age: float | None = None) -> Rule:
-    """One rule; ``max_age`` (``bus.max_age``): refuse a policy whose runs could wait longer."""
-    name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) else None
+                     max_age: float | None = None, *, name: str | None = None, namespace: str | None = None,
+                     namespaced_actions: frozenset[str] | None = None) -> Rule:
+    """One rule; ``max_age`` (``bus.max_age``): refuse a policy whose runs could wait longer.
+
+    ``name``: the rule's name instead of ``metadata.name`` (a TriggerRule is ``<namespace>/<name>``).
+    ``namespace``: the rule may act in that namespace only, with one of ``namespaced_actions``."""
+    written = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) \
+        else None
     # The label goes into a one-line error: a name that would break the line is not repeated.
-    label = name if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 253 else f"#{index + 1}"
+    label = name or (written if isinstance(written, str) and written.isprintable() and 0 < len(written) <= 253
+                     else f"#{index + 1}")
     try:
         parsed = schema.RuleDocument.model_validate(doc)
     except ValidationError as exc:
@@ -101,6 +135,14 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
         action = _action(spec.action, actions)
         params_path = f"spec.action.{action.name}"
         raw_params = spec.action[action.name] or {}
+        if namespace is not None:
+            if namespaced_actions is not None and action.name not in namespaced_actions:
+                raise errors.RuleError(f"a namespaced TriggerRule may use {', '.join(sorted(namespaced_actions))}, "
+                                       f"not {action.name} (a ClusterTriggerRule may)", field=params_path)
+            problem = confine(raw_params, namespace, params_path, templated_ok=True)
+            if problem:
+                where, _, message = problem.partition(": ")
+                raise errors.RuleError(message, field=where)
         try:
             action.params.model_validate(raw_params)
         except ValidationError as exc:
@@ -115,9 +157,9 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
         if correlation is not None:
             members.append(AnyOf(correlation.any_of()))
     except errors.RuleError as exc:
-        raise errors.RuleError(exc.message, file=file, rule=parsed.metadata.name, field=exc.field) from exc
-    return Rule(parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment, spec.policy,
-                keys, correlation)
+        raise errors.RuleError(exc.message, file=file, rule=name or parsed.metadata.name, field=exc.field) from exc
+    return Rule(name or parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment,
+                spec.policy, keys, correlation, namespace)
 
 
 def _action(spec: dict[str, Any], actions: Mapping[str, ActionSpec]) -> ActionSpec:

@@ -12,6 +12,7 @@ it when ``serve`` shuts down.
 - ``watcher``: list + watch + resume + re-list for one resource.
 - ``state``: resourceVersion and known objects in JetStream KV.
 - ``leases``: which replica runs each watch (a Lease per watch, ``kubernetes.leader_election``).
+- ``triggerrules``: TriggerRule / ClusterTriggerRule objects as a rule source (``kubernetes.trigger_rules``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 from typing import Any
 
 from handlers.kubernetes import client as kube
-from handlers.sources.kubernetes import leases, state
+from handlers.sources.kubernetes import leases, state, triggerrules  # noqa: F401 - triggerrules registers
 from handlers.sources.kubernetes.watcher import ResourceWatch
 from router import plugins
 from router.plugins import Settings
