@@ -198,7 +198,8 @@ class Routing:
         await Executor(self.bus, self.settings, self.plugins, await self.states()).run()
 
     async def route(self) -> None:
-        self.router = EventRouter(self.bus, self.settings, self.matcher, await self.states())
+        states = await self.states()  # first: rules applied while it waits must reach the router
+        self.router = EventRouter(self.bus, self.settings, self.matcher, states)
         await self.router.run()
 
     async def reload(self) -> None:

@@ -49,16 +49,20 @@ async def run(settings: Settings, bus: Any) -> None:
     try:
         watches = await start(settings, bus, client)
         election = settings.kubernetes.leader_election
-        if not election.enabled:
-            log.info("watching %s", ", ".join(w.label for w in watches))
-            await asyncio.gather(*(w.run() for w in watches))
-            return
-        namespace = leases.lease_namespace(election, settings.kubernetes.service_account_dir)
-        identity = election.identity or leases.default_identity()
-        log.info("electing a watcher for %s (Leases in %s, this process is %s)",
-                 ", ".join(w.label for w in watches), namespace, identity)
-        await asyncio.gather(*(leases.Elector(client, election, namespace, w.key, w.label, identity).run(w.run)
-                               for w in watches))
+        # A TaskGroup, not gather: stopped, it waits for every watch to finish (a Lease release, a
+        # last position write) before the client below is closed; gather returns at the first.
+        async with asyncio.TaskGroup() as group:
+            if not election.enabled:
+                log.info("watching %s", ", ".join(w.label for w in watches))
+                for w in watches:
+                    group.create_task(w.run())
+            else:
+                namespace = leases.lease_namespace(election, settings.kubernetes.service_account_dir)
+                identity = election.identity or leases.default_identity()
+                log.info("electing a watcher for %s (Leases in %s, this process is %s)",
+                         ", ".join(w.label for w in watches), namespace, identity)
+                for w in watches:
+                    group.create_task(leases.Elector(client, election, namespace, w.key, w.label, identity).run(w.run))
     finally:
         await client.close()
 

@@ -160,7 +160,12 @@ class Elector:
         finally:
             if self.holding:
                 self.holding = False
-                await asyncio.shield(self.release())
+                # Awaited, not shielded: the caller closes the client right after, and a release
+                # still running then would open a new session on it that nobody closes.
+                try:
+                    await asyncio.wait_for(self.release(), self.renew_interval)
+                except asyncio.TimeoutError:
+                    log.info("%s: lease not released in time; it expires in %gs", self.description, self.duration)
 
     async def _hold(self, work: Callable[[], Awaitable[None]]) -> None:
         task = asyncio.create_task(work())

@@ -266,7 +266,9 @@ class TriggerRules:
             tasks.append(elector.run(self.write_statuses))
         else:
             tasks.append(self.write_statuses())
-        await asyncio.gather(*tasks)
+        async with asyncio.TaskGroup() as group:  # stopped, it waits for all (a Lease release) to end
+            for task in tasks:
+                group.create_task(task)
 
 
 @plugins.rule_source("kubernetes", enabled=lambda settings: settings.kubernetes.trigger_rules.enabled)

@@ -2,11 +2,12 @@
 
 The router runs as its own process with what a pod gets and nothing else: the
 ``KUBERNETES_SERVICE_HOST`` / ``_PORT`` variables, and a ServiceAccount directory with ``token``
-(a TokenRequest token of the ``trigger-router`` ServiceAccount from ``deploy/``, bound by
-``deploy/rbac.yaml``), ``ca.crt`` and ``namespace``, at ``kubernetes.service_account_dir`` instead
-of ``/var/run/secrets/kubernetes.io/serviceaccount``. No kubeconfig is reachable. Through that
-identity it must watch a rollout (an event on the bus), run a ``kubernetesJob`` (a Job in the
-cluster) and a ``rolloutCheck``, both ending ``success``. SIGTERM then ends it with status 0 and
+(a TokenRequest token of the ``trigger-router`` ServiceAccount, bound by the chart's RBAC as
+``deploy/kustomize`` renders it), ``ca.crt`` and ``namespace``, at ``kubernetes.service_account_dir``
+instead of ``/var/run/secrets/kubernetes.io/serviceaccount``. No kubeconfig is reachable. Through
+that identity it must watch a rollout (an event on the bus), run a ``kubernetesJob`` (a Job in the
+cluster) and a ``rolloutCheck``, both ending ``success``, and pick up a TriggerRule object, run it
+and write its ``status.lastRun`` (holding the status Lease in its own namespace). SIGTERM then ends it with status 0 and
 without aiohttp's ``Unclosed client session`` / ``Unclosed connector`` in its log.
 
 The apiserver's serving certificate names 127.0.0.1 (``tests/kubeplane/pki.py``), where the
@@ -22,23 +23,29 @@ import signal
 import subprocess
 import textwrap
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
 import nats.js.errors
 import pytest
-import yaml
 
 from handlers.actions import kubernetes_job
 from handlers.kubernetes import client as kube
 from router import errors
 from router.model.bindings import nats as nats_binding
+from router.rules import crd
+from tests.integration.k8s import manifests
 from tests.integration.k8s.conftest import apply_deployment, deployment
+from tests.integration.k8s.test_crd import install as install_crds
 from tests.support import routers
 
 DIGEST = "sha256:" + "c4" * 32
-ROUTER_NAMESPACE = "trigger-router"
+ROUTER_NAMESPACE = manifests.ROUTER_NAMESPACE
+CR_RULE = {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": "TriggerRule", "metadata": {"name": "cr-verify"},
+           "spec": {"filters": [{"exact": {"type": "io.k8s.deployment.rollout_completed"}}],
+                    "action": {"rolloutCheck": {"namespace": "{{ data.namespace }}", "name": "{{ data.name }}",
+                                                "timeout": "30s", "expectedDigest": "{{ data.images[0].digest }}"}}}}
+"""The same check as the file rule ``verify``, as a TriggerRule in the test's namespace."""
 RULES = """
 kind: TriggerRule
 metadata: {name: smoke}
@@ -71,33 +78,6 @@ spec:
       timeout: 30s
       expectedDigest: "{{ data.images[0].digest }}"
 """
-
-
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-JOBS_BINDING = "trigger-router-jobs"
-"""The RoleBinding ``deploy/rbac.yaml`` asks for in every namespace where smoke-test Jobs run."""
-
-
-async def apply(client, path: Path, jobs_namespace: str) -> None:
-    """``kubectl apply`` of a manifest file, as far as these kinds go: create, or update what exists.
-
-    The cluster is shared by the test session, so an object may exist from an earlier test, made
-    from another version of the file: it is patched to what the file says now.
-    """
-    for document in yaml.safe_load_all(path.read_text()):
-        metadata = document["metadata"]
-        if document["kind"] == "RoleBinding" and metadata["name"] == JOBS_BINDING:
-            metadata["namespace"] = jobs_namespace
-        api = "/api/v1" if document["apiVersion"] == "v1" else f"/apis/{document['apiVersion']}"
-        scope = f"/namespaces/{metadata['namespace']}" if metadata.get("namespace") else ""
-        collection = f"{api}{scope}/{document['kind'].lower()}s"
-        try:
-            await client.request("POST", collection, body=document)
-        except errors.KubernetesRefused as exc:
-            if exc.status != 409:
-                raise
-            await client.request("PATCH", f"{collection}/{metadata['name']}", body=document,
-                                 content_type="application/merge-patch+json")
 
 
 async def service_account_dir(client, kube_cluster, directory):
@@ -142,6 +122,8 @@ def start_in_pod(tmp_path, nats_url: str, port: int, server: str, secrets, names
         "TRIGGER_ROUTER_KUBERNETES__WATCHES": json.dumps([{"group": "apps", "kind": "Deployment",
                                                           "namespaces": [namespace]}]),
         "TRIGGER_ROUTER_KUBERNETES__MAX_BACKOFF": "2s",
+        "TRIGGER_ROUTER_KUBERNETES__TRIGGER_RULES__ENABLED": "true",
+        "TRIGGER_ROUTER_KUBERNETES__TRIGGER_RULES__NAMESPACES": json.dumps([namespace]),
         "TRIGGER_ROUTER_NATS__URL": nats_url, "TRIGGER_ROUTER_HTTP__PORT": str(port),
         "TRIGGER_ROUTER_RULES__PATHS": json.dumps([str(rules)]), "TRIGGER_ROUTER_STATE_DIR": str(tmp_path / "state"),
     })
@@ -185,8 +167,10 @@ async def watching(nats_url: str) -> bool:
 async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_client, namespace, free_port):
     if kube_cluster.ca_file is None:
         pytest.skip("needs the cluster CA to write the ServiceAccount's ca.crt")
-    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
-        await apply(kube_client, DEPLOY / manifest, namespace)
+    await manifests.apply_identity(kube_client, namespace)
+    await install_crds(kube_client)
+    await kube_client.request("POST", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules",
+                              body=CR_RULE)
     secrets = tmp_path / "serviceaccount"
     await bound(kube_cluster, await service_account_dir(kube_client, kube_cluster, secrets), namespace)
     process = start_in_pod(tmp_path, nats_server.url, free_port, kube_cluster.server, secrets, namespace)
@@ -197,9 +181,15 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
         async def finished() -> list[dict]:
             async with routers.connected(nats_server.url) as probe:
                 found = await probe.finished()
-            return found if len(found) >= 2 else []
+            return found if len(found) >= 3 else []
 
-        outcomes = await wait_for(finished, "two finished runs", process, tmp_path)
+        outcomes = await wait_for(finished, "three finished runs", process, tmp_path)
+
+        async def last_run() -> dict | None:  # written by the Lease holder, this process
+            cr = await kube_client.request(
+                "GET", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules/cr-verify")
+            return (cr.get("status") or {}).get("lastRun")
+        cr_run = await wait_for(last_run, "the TriggerRule's status.lastRun", process, tmp_path)
         types = await event_types(nats_server.url)
         jobs = (await kube_client.request("GET", kubernetes_job.jobs_path(namespace)))["items"]
         process.send_signal(signal.SIGTERM)  # the process group leader: what a kubelet signals
@@ -209,8 +199,9 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
     log = (tmp_path / "router.log").read_text()
     assert types.count("io.k8s.deployment.rollout_completed") == 1
     by_rule = {o["customData"]["rule"]: o["subject"]["content"] for o in outcomes}
-    assert {rule: content["outcome"] for rule, content in by_rule.items()} == {"smoke": "success",
-                                                                              "verify": "success"}, by_rule
+    assert {rule: content["outcome"] for rule, content in by_rule.items()} == {
+        "smoke": "success", "verify": "success", f"{namespace}/cr-verify": "success"}, by_rule
+    assert cr_run["outcome"] == "success"
     [job] = jobs
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.invalid/web-smoke:1@{DIGEST}"
     assert (f"in-cluster configuration: {kube_cluster.server}, ServiceAccount files in {secrets} "

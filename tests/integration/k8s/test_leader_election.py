@@ -101,7 +101,8 @@ async def test_one_replica_watches_and_a_killed_holder_hands_over_losing_nothing
         assert first in names
         listed = await kube_client.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases")
         assert [item["metadata"]["name"] for item in listed["items"]] == [lease]
-        assert all(healthy(port) for port in ports)
+        await wait(lambda: _true(all(healthy(port) for port in ports)), 60, "both replicas serving HTTP", tmp_path,
+                   names)
 
         await apply_deployment(kube_client, namespace, deployment("web", IMAGES[0], 1))
         await watching.wait_for_events(edge, lambda s: len(watching.of_type(s, "rollout_completed")) == 1)
@@ -132,6 +133,10 @@ async def test_one_replica_watches_and_a_killed_holder_hands_over_losing_nothing
             processes.stop_group(process, grace=30)
     stopped = {name: process.returncode for name, process in replicas.items()}
     assert stopped[survivor] == 0, stopped
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _is(value, expected) -> bool:

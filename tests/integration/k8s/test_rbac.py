@@ -1,7 +1,7 @@
-"""The manifests in deploy/ grant what the router needs, and no more.
+"""The chart's RBAC (as rendered into deploy/kustomize) grants what the router needs, and no more.
 
 The router runs here with a token of the ``trigger-router`` ServiceAccount (TokenRequest API), bound
-exactly as ``deploy/rbac.yaml`` says, and must still watch rollouts, run a smoke Job, verify a
+exactly as the chart binds it, and must still watch rollouts, run a smoke Job, verify a
 rollout and hold a leader-election Lease in its own namespace, while reading a Secret, changing a
 workload or writing a Lease elsewhere is forbidden.
 """
@@ -12,7 +12,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-import yaml
 
 from handlers.actions import kubernetes_job, rollout_check
 from handlers.kubernetes import client as kube
@@ -21,32 +20,11 @@ from handlers.sources.kubernetes import leases
 from router import errors
 from router.model import events
 from router.plugins import actions
-from tests.integration.k8s import watching
+from tests.integration.k8s import manifests, watching
 from tests.integration.k8s.conftest import apply_deployment, deployment
 from tests.kubeplane import cluster as kubeplane_cluster
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 DIGEST = "sha256:" + "c3" * 32
-PATHS = {
-    "Namespace": "/api/v1/namespaces",
-    "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
-    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
-    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
-}
-
-
-async def apply(client, path: Path, jobs_namespace: str) -> None:
-    for document in yaml.safe_load_all(path.read_text()):
-        if document["kind"] == "RoleBinding" and document["metadata"]["name"] == "trigger-router-jobs":
-            document["metadata"]["namespace"] = jobs_namespace  # the namespace smoke tests run in
-        url = PATHS[document["kind"]].format(namespace=document["metadata"].get("namespace"))
-        try:
-            await client.request("POST", url, body=document)
-        except errors.KubernetesRefused as exc:
-            if exc.status != 409:  # the cluster is shared by the session: applied by an earlier run
-                raise
 
 
 async def service_account_kubeconfig(client, kube_cluster, directory: Path) -> Path:
@@ -62,8 +40,7 @@ async def service_account_kubeconfig(client, kube_cluster, directory: Path) -> P
 async def test_router_works_with_least_privilege(edge, tmp_path, kube_cluster, kube_client, namespace):
     if kube_cluster.ca_file is None:
         pytest.skip("needs the cluster CA to build a ServiceAccount kubeconfig")
-    for manifest in ("serviceaccount.yaml", "rbac.yaml"):
-        await apply(kube_client, DEPLOY / manifest, namespace)
+    await manifests.apply_identity(kube_client, namespace)
     await kube_client.request("POST", f"/api/v1/namespaces/{namespace}/secrets",
                               body={"metadata": {"name": "db"}, "stringData": {"password": "hunter2"}})
     kubeconfig = await service_account_kubeconfig(kube_client, kube_cluster, tmp_path)
