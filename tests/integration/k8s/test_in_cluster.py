@@ -46,6 +46,9 @@ CR_RULE = {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": "TriggerRule", "m
                     "action": {"rolloutCheck": {"namespace": "{{ data.namespace }}", "name": "{{ data.name }}",
                                                 "timeout": "30s", "expectedDigest": "{{ data.images[0].digest }}"}}}}
 """The same check as the file rule ``verify``, as a TriggerRule in the test's namespace."""
+BAD_RULE = {**CR_RULE, "metadata": {"name": "bad"},
+            "spec": {**CR_RULE["spec"], "filters": [{"regex": {"type": "io.k8s.*"}}]}}
+"""Invalid: it must show Accepted=False with the validation message, and disturb nothing."""
 RULES = """
 kind: TriggerRule
 metadata: {name: smoke}
@@ -169,8 +172,9 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
         pytest.skip("needs the cluster CA to write the ServiceAccount's ca.crt")
     await manifests.apply_identity(kube_client, namespace)
     await install_crds(kube_client)
-    await kube_client.request("POST", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules",
-                              body=CR_RULE)
+    for body in (CR_RULE, BAD_RULE):
+        await kube_client.request("POST", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules",
+                                  body=body)
     secrets = tmp_path / "serviceaccount"
     await bound(kube_cluster, await service_account_dir(kube_client, kube_cluster, secrets), namespace)
     process = start_in_pod(tmp_path, nats_server.url, free_port, kube_cluster.server, secrets, namespace)
@@ -190,6 +194,11 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
                 "GET", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules/cr-verify")
             return (cr.get("status") or {}).get("lastRun")
         cr_run = await wait_for(last_run, "the TriggerRule's status.lastRun", process, tmp_path)
+
+        async def refused() -> dict | None:
+            cr = await kube_client.request("GET", f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/triggerrules/bad")
+            return next((c for c in (cr.get("status") or {}).get("conditions") or [] if c["type"] == "Accepted"), None)
+        bad = await wait_for(refused, "Accepted on the invalid TriggerRule", process, tmp_path)
         types = await event_types(nats_server.url)
         jobs = (await kube_client.request("GET", kubernetes_job.jobs_path(namespace)))["items"]
         process.send_signal(signal.SIGTERM)  # the process group leader: what a kubelet signals
@@ -202,6 +211,9 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
     assert {rule: content["outcome"] for rule, content in by_rule.items()} == {
         "smoke": "success", "verify": "success", f"{namespace}/cr-verify": "success"}, by_rule
     assert cr_run["outcome"] == "success"
+    assert bad["status"] == "False" and bad["message"] == (
+        f"TriggerRule {namespace}/bad: rule {namespace}/bad, field spec.filters[0].regex: unknown filter dialect "
+        "'regex' (known: all, any, cel, exact, not, prefix, sql, suffix)"), bad
     [job] = jobs
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.invalid/web-smoke:1@{DIGEST}"
     assert (f"in-cluster configuration: {kube_cluster.server}, ServiceAccount files in {secrets} "
