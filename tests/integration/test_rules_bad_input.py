@@ -8,6 +8,7 @@ stopped with SIGSTOP, so the connection stays open and nothing answers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,32 +88,13 @@ async def test_a_bad_byte_during_hot_reload_keeps_routing_with_the_previous_rule
     assert execution_count(log) == 4, log.completed()
 
 
-async def test_sigterm_stops_serve_within_the_grace_even_when_nats_hangs(tmp_path, nats_server, free_port):
+@contextlib.asynccontextmanager
+async def serving_with_nats_stopped(tmp_path, nats_server, free_port, grace: str):
+    """A subscribed ``serve`` whose nats-server is then stopped with SIGSTOP: the socket stays open
+    and nothing answers, so a drain at shutdown cannot finish. Yields (process, its log)."""
     log = routers.ExecLog(tmp_path / "exec.log")
     router = routers.start_router(nats_server.url, routers.exec_rule(tmp_path, log.path), free_port, tmp_path,
-                                  "serve", SHUTDOWN_GRACE="3s")
-    serve_log = tmp_path / "serve.log"
-    nc = await nats.connect(nats_server.url)
-    try:
-        assert (await routers.wait_for(routers.Probe(nc.jetstream()).subscribed, bool, 60)).ok, serve_log.read_text()
-    finally:
-        await nc.close()
-    os.killpg(nats_server.process.pid, signal.SIGSTOP)  # the socket stays open; nothing answers a drain
-    try:
-        router.send_signal(signal.SIGTERM)
-        status = router.wait(30)
-        text = serve_log.read_text()
-        assert status == 1, text[-3000:]
-        assert "shutdown took longer than shutdown_grace (3 s): exiting now" in text, text[-3000:]
-    finally:
-        os.killpg(nats_server.process.pid, signal.SIGCONT)
-        routers.stop_router(router)
-
-
-async def test_a_second_sigterm_exits_at_once(tmp_path, nats_server, free_port):
-    log = routers.ExecLog(tmp_path / "exec.log")
-    router = routers.start_router(nats_server.url, routers.exec_rule(tmp_path, log.path), free_port, tmp_path,
-                                  "serve", SHUTDOWN_GRACE="60s")
+                                  "serve", SHUTDOWN_GRACE=grace)
     serve_log = tmp_path / "serve.log"
     nc = await nats.connect(nats_server.url)
     try:
@@ -121,11 +103,25 @@ async def test_a_second_sigterm_exits_at_once(tmp_path, nats_server, free_port):
         await nc.close()
     os.killpg(nats_server.process.pid, signal.SIGSTOP)
     try:
+        yield router, serve_log
+    finally:
+        os.killpg(nats_server.process.pid, signal.SIGCONT)
+        routers.stop_router(router)
+
+
+async def test_sigterm_stops_serve_within_the_grace_even_when_nats_hangs(tmp_path, nats_server, free_port):
+    async with serving_with_nats_stopped(tmp_path, nats_server, free_port, "3s") as (router, serve_log):
+        router.send_signal(signal.SIGTERM)
+        status = router.wait(30)
+        text = serve_log.read_text()
+        assert status == 1, text[-3000:]
+        assert "shutdown took longer than shutdown_grace (3 s): exiting now" in text, text[-3000:]
+
+
+async def test_a_second_sigterm_exits_at_once(tmp_path, nats_server, free_port):
+    async with serving_with_nats_stopped(tmp_path, nats_server, free_port, "60s") as (router, serve_log):
         router.send_signal(signal.SIGTERM)
         wait_until(lambda: "shutting down" in serve_log.read_text(), 30, "the first signal's shutdown", serve_log)
         router.send_signal(signal.SIGTERM)
         assert router.wait(30) == 1, serve_log.read_text()[-3000:]
         assert "SIGTERM again: exiting now" in serve_log.read_text()
-    finally:
-        os.killpg(nats_server.process.pid, signal.SIGCONT)
-        routers.stop_router(router)

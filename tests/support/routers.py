@@ -427,6 +427,16 @@ async def wait_for(look: Callable[[], Awaitable[Any]], done: Callable[[Any], boo
         await asyncio.sleep(interval)
 
 
+async def until(look: Callable[[], Awaitable[Any]], timeout: float, what: str, *logs: Path) -> Any:
+    """``look()``'s first truthy value within ``timeout``; else AssertionError saying ``what`` did
+    not happen, with the tails of ``logs`` (the processes' logs a reader needs to see why)."""
+    seen = await wait_for(look, bool, timeout)
+    if not seen.ok:
+        tails = "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in logs if path.exists())
+        raise AssertionError(f"{what} did not happen within {timeout}s (last seen: {seen.value!r})\n{tails}")
+    return seen.value
+
+
 async def wait_finished(p: Probe, expected: set[str], timeout: float, drained: bool = True) -> Observed:
     """Every expected run's state is ``finished`` and (unless ``drained=False``) both consumers are
     drained: no redelivery can still come, since a run message leaves the work-queue stream when

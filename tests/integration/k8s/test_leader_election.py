@@ -9,7 +9,6 @@ second copy, so the stream alone could not tell).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from handlers.sources.kubernetes import leases, state
 from tests.integration.k8s import watching
 from tests.integration.k8s.conftest import CLUSTER, apply_deployment, deployment
 from tests.integration.k8s.test_watch_resilience import IMAGES, rolled_out, set_image
-from tests.support import processes
+from tests.support import processes, routers
 
 LEASE_DURATION = 4.0
 
@@ -62,6 +61,10 @@ def healthy(port: int) -> bool:
         return False
 
 
+def logs(tmp_path: Path, names: list[str]) -> list[Path]:
+    return [tmp_path / f"{name}.log" for name in names]
+
+
 def publications(tmp_path: Path, names: list[str], event_type: str, deployment_name: str) -> list[str]:
     """Publish lines of ``event_type`` about ``deployment_name`` in the replicas' logs."""
     pattern = re.compile(rf"{re.escape(event_type)} \S+ \(\S+/{re.escape(deployment_name)}\)")
@@ -77,18 +80,6 @@ async def holder(client, namespace: str, lease: str) -> str | None:
     return (found.get("spec") or {}).get("holderIdentity")
 
 
-async def wait(condition, timeout: float, what: str, tmp_path: Path, names: list[str]):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-2500:] for n in names)
-            raise AssertionError(f"{what} did not happen within {timeout} s\n{logs}")
-        await asyncio.sleep(0.2)
-
-
 async def test_one_replica_watches_and_a_killed_holder_hands_over_losing_nothing(
         tmp_path, nats_server, kube_cluster, kube_client, namespace, edge):
     names = ["replica-a", "replica-b"]
@@ -97,12 +88,13 @@ async def test_one_replica_watches_and_a_killed_holder_hands_over_losing_nothing
                 for name, port in zip(names, ports)}
     lease = leases.lease_name(state.key(CLUSTER, "apps", "v1", "Deployment", namespace, None))
     try:
-        first = await wait(lambda: holder(kube_client, namespace, lease), 60, "a first holder", tmp_path, names)
+        first = await routers.until(lambda: holder(kube_client, namespace, lease), 60, "a first holder",
+                                    *logs(tmp_path, names))
         assert first in names
         listed = await kube_client.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases")
         assert [item["metadata"]["name"] for item in listed["items"]] == [lease]
-        await wait(lambda: _true(all(healthy(port) for port in ports)), 60, "both replicas serving HTTP", tmp_path,
-                   names)
+        await routers.until(lambda: _true(all(healthy(port) for port in ports)), 60, "both replicas serving HTTP",
+                            *logs(tmp_path, names))
 
         await apply_deployment(kube_client, namespace, deployment("web", IMAGES[0], 1))
         await watching.wait_for_events(edge, lambda s: len(watching.of_type(s, "rollout_completed")) == 1)
@@ -116,7 +108,8 @@ async def test_one_replica_watches_and_a_killed_holder_hands_over_losing_nothing
         await set_image(kube_client, namespace, IMAGES[1])
         await rolled_out(kube_client, namespace, IMAGES[1])
         survivor = next(name for name in names if name != first)
-        await wait(lambda: _is(holder(kube_client, namespace, lease), survivor), 60, "the handover", tmp_path, names)
+        await routers.until(lambda: _is(holder(kube_client, namespace, lease), survivor), 60, "the handover",
+                            *logs(tmp_path, names))
         handover = time.monotonic() - killed_at
         print(f"handover after SIGKILL: {handover:.1f} s (lease duration {LEASE_DURATION:g} s)")
         assert handover < 3 * LEASE_DURATION + 10, handover  # a hang guard, not a benchmark
@@ -149,7 +142,8 @@ async def test_a_clean_stop_releases_the_lease_at_once(tmp_path, nats_server, ku
     process = start(tmp_path, "solo", nats_server.url, kube_cluster.kubeconfig, namespace, port)
     lease = leases.lease_name(state.key(CLUSTER, "apps", "v1", "Deployment", namespace, None))
     try:
-        assert await wait(lambda: holder(kube_client, namespace, lease), 60, "holding", tmp_path, names) == "solo"
+        assert await routers.until(lambda: holder(kube_client, namespace, lease), 60, "holding",
+                                   *logs(tmp_path, names)) == "solo"
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(30) == 0
         assert await holder(kube_client, namespace, lease) is None

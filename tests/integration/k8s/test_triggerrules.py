@@ -9,12 +9,10 @@ when a template renders it); deleting a CR removes its rule.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -69,17 +67,6 @@ def start_serve(tmp_path: Path, nats_url: str, kubeconfig: Path, namespace: str)
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-async def until(condition, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s:\n{log.read_text()[-4000:]}")
-        await asyncio.sleep(0.2)
-
-
 async def accepted(client, namespace: str, name: str) -> dict | None:
     try:
         obj = await client.request("GET", f"{API}/namespaces/{namespace}/triggerrules/{name}")
@@ -98,24 +85,24 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
     serve = start_serve(tmp_path, nats_server.url, kube_cluster.kubeconfig, namespace)
     log = tmp_path / "serve.log"
     try:
-        condition = await until(lambda: accepted(kube_client, namespace, "probe"), 60, "Accepted on probe", log)
+        condition = await routers.until(lambda: accepted(kube_client, namespace, "probe"), 60, "Accepted on probe", log)
         assert condition["status"] == "True", condition
-        await until(lambda: _subscribed(nats_server.url), 60, "the router's consumers", log)
+        await routers.until(lambda: _subscribed(nats_server.url), 60, "the router's consumers", log)
 
         await routers.publish_events(nats_server.url, 1, "first", event_type="com.example.deployed")
-        await until(lambda: _true(probed["/a"] == 1), 60, "the probe of the first event", log)
+        await routers.until(lambda: _true(probed["/a"] == 1), 60, "the probe of the first event", log)
 
         async def last_run():
             obj = await kube_client.request("GET", f"{rules_path}/probe")
             return (obj.get("status") or {}).get("lastRun")
-        run = await until(last_run, 60, "status.lastRun", log)
+        run = await routers.until(last_run, 60, "status.lastRun", log)
         assert run["outcome"] == "success" and len(run["runId"]) == 32, run
 
         # An invalid CR: Accepted=False with the validation message; the valid rule keeps firing.
         bad = probe_rule("bad", "com.example.other", f"{probed.base}/b")
         bad["spec"]["filters"] = [{"cel": 'type.startswith("com.")'}]
         await kube_client.request("POST", rules_path, body=bad)
-        condition = await until(lambda: accepted(kube_client, namespace, "bad"), 60, "Accepted on bad", log)
+        condition = await routers.until(lambda: accepted(kube_client, namespace, "bad"), 60, "Accepted on bad", log)
         assert condition["status"] == "False"
         assert condition["message"] == (f"TriggerRule {namespace}/bad: rule {namespace}/bad, field spec.filters[0].cel: "
                                         "unknown CEL function startswith() (known: bytes, contains, digest, double, "
@@ -123,7 +110,7 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
                                         "getFullYear, getHours, getMilliseconds, getMinutes, getMonth, getSeconds, int, "
                                         "matches, size, startsWith, string, timestamp, type, uint)"), condition
         await routers.publish_events(nats_server.url, 1, "second", event_type="com.example.deployed")
-        await until(lambda: _true(probed["/a"] == 2), 60, "the probe of the second event", log)
+        await routers.until(lambda: _true(probed["/a"] == 2), 60, "the probe of the second event", log)
 
         # Tenancy: said outright, refused at load; rendered from the event, the run ends error.
         elsewhere = {"apiVersion": f"{crd.GROUP}/{crd.VERSION}", "kind": "TriggerRule", "metadata": {"name": "elsewhere"},
@@ -141,9 +128,9 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
         await kube_client.request("POST", rules_path, body=shell)
         for name, words in (("fixed-elsewhere", "acts only there, not in 'default'"),
                             ("shell", "may use httpProbe, kubernetesJob, rolloutCheck, not exec")):
-            condition = await until(lambda n=name: accepted(kube_client, namespace, n), 60, f"Accepted on {name}", log)
+            condition = await routers.until(lambda n=name: accepted(kube_client, namespace, n), 60, f"Accepted on {name}", log)
             assert condition["status"] == "False" and words in condition["message"], condition
-        condition = await until(lambda: accepted(kube_client, namespace, "elsewhere"), 60, "Accepted on elsewhere", log)
+        condition = await routers.until(lambda: accepted(kube_client, namespace, "elsewhere"), 60, "Accepted on elsewhere", log)
         assert condition["status"] == "True"
         await routers.publish_events(nats_server.url, 1, "job", event_type="com.example.job",
                                      data=lambda i: {"target": "default"})
@@ -151,7 +138,7 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
         async def job_run():
             obj = await kube_client.request("GET", f"{rules_path}/elsewhere")
             return (obj.get("status") or {}).get("lastRun")
-        run = await until(job_run, 60, "the Job rule's lastRun", log)
+        run = await routers.until(job_run, 60, "the Job rule's lastRun", log)
         assert run["outcome"] == "error" and "acts only there, not in 'default'" in run["reason"], run
         jobs = await kube_client.request("GET", "/apis/batch/v1/namespaces/default/jobs",
                                          query={"labelSelector": "trigger-router.dev/rule"})
@@ -160,13 +147,13 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
         # Deleting a CR removes its rule: its event fires nothing, a later one of a kept rule does.
         await kube_client.request("DELETE", f"{rules_path}/probe")
         # Accepted were probe and elsewhere; after the deletion, elsewhere only.
-        await until(lambda: _true(log.read_text().rsplit("TriggerRules in force", 1)[-1].startswith(": 1 accepted")),
+        await routers.until(lambda: _true(log.read_text().rsplit("TriggerRules in force", 1)[-1].startswith(": 1 accepted")),
                     60, "the rule's removal", log)
         await kube_client.request("POST", rules_path, body=probe_rule("later", "com.example.later", f"{probed.base}/c"))
-        await until(lambda: accepted(kube_client, namespace, "later"), 60, "Accepted on later", log)
+        await routers.until(lambda: accepted(kube_client, namespace, "later"), 60, "Accepted on later", log)
         await routers.publish_events(nats_server.url, 1, "gone", event_type="com.example.deployed")
         await routers.publish_events(nats_server.url, 1, "kept", event_type="com.example.later")
-        await until(lambda: _true(probed["/c"] == 1), 60, "the kept rule's probe", log)
+        await routers.until(lambda: _true(probed["/c"] == 1), 60, "the kept rule's probe", log)
         assert probed["/a"] == 2, "a deleted TriggerRule still fired"
     finally:
         processes.stop_group(serve, grace=30)
