@@ -4,7 +4,7 @@ The Dockerfile at the repository root is the recipe for machines with an engine.
 CI have none (only the docker client), so this script makes the image of the Dockerfile's final
 stage from parts that need no daemon:
 
-1. The app comes from the last commit (`git archive HEAD`), not the work tree, so the
+1. The app comes from a commit (`git archive HEAD`, or `--commit`), not the work tree, so the
    `org.opencontainers.image.revision` label names exactly what is inside; `pip wheel` builds it
    and fetches its dependencies' wheels.
 2. `mmdebstrap` makes a Debian bookworm minbase root with python3, installs the wheels into a venv
@@ -110,18 +110,20 @@ def _source_url() -> str:
     return url.removesuffix(".git")
 
 
-def describe() -> dict:
-    """What the next build would contain: version, revision, labels and the cache key."""
-    version = tomllib.loads(_git("show", "HEAD:pyproject.toml"))["project"]["version"]
-    trees = _git("rev-parse", *(f"HEAD:{path}" for path in APP_PATHS)).split()
-    revision = _git("log", "-1", "--format=%H", "HEAD", "--", *APP_PATHS)
+def describe(commit: str = "HEAD") -> dict:
+    """What a build of `commit` contains: version, revision, labels and the cache key."""
+    commit = _git("rev-parse", "--verify", f"{commit}^{{commit}}")
+    version = tomllib.loads(_git("show", f"{commit}:pyproject.toml"))["project"]["version"]
+    trees = _git("rev-parse", *(f"{commit}:{path}" for path in APP_PATHS)).split()
+    revision = _git("log", "-1", "--format=%H", commit, "--", *APP_PATHS)
     created = _git("log", "-1", "--format=%cI", revision)
     source = _source_url()
     key_parts = [*trees, hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), SUITE,
                  platform.machine(), source]
     key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:16]
     return {
-        "version": version, "revision": revision, "created": created, "source": source,
+        "commit": commit, "version": version, "revision": revision, "created": created,
+        "source": source,
         "key": f"{version}-{key}",
         "labels": {
             "org.opencontainers.image.source": source,
@@ -134,14 +136,16 @@ def describe() -> dict:
     }
 
 
-def ensure_image(log=None, rebuild: bool = False) -> dict:
-    """Return the cached image's `image.json` (plus `layout`), building it first if missing."""
+def ensure_image(log=None, rebuild: bool = False, commit: str = "HEAD") -> dict:
+    """Return the image of `commit`'s `image.json` (plus `layout`), building it if not cached.
+
+    Pass a fixed commit when several calls must mean the same image while others commit."""
     log = log or _stderr
     missing = [tool for tool, path in required_tools().items() if path is None]
     if missing:
         raise RuntimeError(f"building the image needs {', '.join(missing)} "
                            "(apt-get install mmdebstrap)")
-    wanted = describe()
+    wanted = describe(commit)
     home = cache_root() / wanted["key"]
     dirty = _git("status", "--porcelain", "--", *APP_PATHS)
     if dirty:
@@ -180,13 +184,13 @@ def _build(wanted: dict, home: Path, log) -> None:
         raise
     log(f"image: built {info['tag']} {info['digest']} in {info['seconds']}s "
         f"({info['compressed_bytes'] / 2**20:.1f} MiB compressed)")
-    _prune(home.parent, keep=KEEP)
+    _prune(home.parent, f"{wanted['version']}-*", keep=KEEP)
 
 
-def _prune(root: Path, keep: int) -> None:
-    """Remove all but the `keep` newest finished images: each is ~100 MB and a README commit
-    changes the key (the wheel's metadata carries README)."""
-    finished = sorted((d for d in root.iterdir() if (d / INFO).is_file()),
+def _prune(root: Path, pattern: str, keep: int) -> None:
+    """Remove all but the `keep` newest finished images named like `pattern`: each is ~100 MB
+    and a README commit changes the key (the wheel's metadata carries README)."""
+    finished = sorted((d for d in root.glob(pattern) if (d / INFO).is_file()),
                       key=lambda d: (d / INFO).stat().st_mtime, reverse=True)
     for old in finished[keep:]:
         shutil.rmtree(old, ignore_errors=True)
@@ -312,12 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/image/build.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rebuild", action="store_true", help="build even if the cache has it")
+    parser.add_argument("--commit", default="HEAD", help="the commit to build (default: HEAD)")
     parser.add_argument("--push", metavar="HOST/NAME",
                         help="then copy it to this registry repository, tagged with the version")
     parser.add_argument("--tls-verify", action="store_true", help="verify the registry's TLS")
     args = parser.parse_args(argv)
     try:
-        info = ensure_image(rebuild=args.rebuild)
+        info = ensure_image(rebuild=args.rebuild, commit=args.commit)
         if args.push:
             info["pushed"] = {"reference": f"{args.push}:{info['tag']}",
                               "digest": push(info, f"{args.push}:{info['tag']}",

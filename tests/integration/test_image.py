@@ -7,9 +7,12 @@ non-root user, the entrypoint, the state volume. There is no container runtime o
 so the image's root is unpacked and run the way a runtime would run it, as root setting it up:
 its own mount and pid namespaces (`unshare`), the root bind-mounted read-only, a tmpfs on the
 state volume, `chroot` as uid 10001 with the image's environment. `serve` must get ready there.
+Where buildah is installed, the Dockerfile itself is built too (`deploy/image/dockerfile.py`) and
+must give the same config, and its root must run.
 
-Cost: the first build ~2 minutes (packages and wheels downloaded), then cached by commit of the
-app's files (`~/.cache/trigger-router/image`); warm, this module takes ~20 s (unpacking ~420 MB).
+Cost: the first build ~2 minutes (packages and wheels downloaded), the Dockerfile's as much
+again, then both are cached by commit of their inputs (`~/.cache/trigger-router/image`); warm,
+this module takes ~20 s (unpacking ~400 and ~500 MB).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tests.support.registryserver import BINARY as REGISTRY, RegistryServer, fre
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "deploy" / "image" / "build.py"
+DOCKERFILE = REPO / "deploy" / "image" / "dockerfile.py"
 APP_PATHS = ("pyproject.toml", "README.md", "router", "handlers")
 # Written from README ("Container image") and the Dockerfile, not read from build.py.
 VERSION = "0.1.0"
@@ -61,9 +65,17 @@ def _run(*args, timeout: float = 120, **kwargs) -> str:
 
 
 @pytest.fixture(scope="module")
-def image() -> dict:
+def commit() -> str:
+    # One commit for the whole module: others may commit while it runs, and every build and
+    # push here must mean the same image.
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def image(commit) -> dict:
     # A cold build runs for minutes; its progress is in the failure message if it fails.
-    return json.loads(_run(sys.executable, BUILD, timeout=1800))
+    return json.loads(_run(sys.executable, BUILD, "--commit", commit, timeout=1800))
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +86,10 @@ def registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pushed(image, registry) -> str:
+def pushed(image, registry, commit) -> str:
     reference = f"{registry.host}/trigger-router:{image['tag']}"
-    result = json.loads(_run(sys.executable, BUILD, "--push", f"{registry.host}/trigger-router"))
+    result = json.loads(_run(sys.executable, BUILD, "--commit", commit,
+                             "--push", f"{registry.host}/trigger-router"))
     assert result["pushed"]["reference"] == reference
     image["pushed_digest"] = result["pushed"]["digest"]
     return reference
@@ -88,15 +101,27 @@ def config(pushed) -> dict:
                            f"docker://{pushed}"))
 
 
+def _blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def _manifest(layout: Path) -> dict:
+    (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
+    return json.loads(_blob(layout, entry["digest"]).read_text())
+
+
+def _unpack(layout: Path, root: Path) -> Path:
+    """Extract the layers in order (enough to run the image: no whiteout is needed for that)."""
+    for layer in _manifest(layout)["layers"]:
+        _run("tar", "-xzf", _blob(layout, layer["digest"]), "-C", root)
+    return root
+
+
 @pytest.fixture(scope="module")
 def rootfs(image, tmp_path_factory) -> Path:
     layout = Path(image["layout"])
-    (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
-    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"][7:]).read_text())
-    (layer,) = manifest["layers"]
-    root = tmp_path_factory.mktemp("image-root")
-    _run("tar", "-xzf", layout / "blobs" / "sha256" / layer["digest"][7:], "-C", root)
-    return root
+    assert len(_manifest(layout)["layers"]) == 1
+    return _unpack(layout, tmp_path_factory.mktemp("image-root"))
 
 
 def test_registry_serves_the_recorded_digest(image, pushed):
@@ -108,14 +133,14 @@ def test_registry_serves_the_recorded_digest(image, pushed):
     assert json.loads(raw)["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
 
-def test_config_has_the_oci_labels_of_the_commit_inside(config):
+def test_config_has_the_oci_labels_of_the_commit_inside(config, commit):
     labels = config["config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == VERSION
     assert re.match(r"(https|file)://", labels["org.opencontainers.image.source"])
     revision = labels["org.opencontainers.image.revision"]
     assert re.fullmatch(r"[0-9a-f]{40}", revision)
-    # The revision names the app as committed now: no app file differs between it and HEAD.
-    subprocess.run(["git", "diff", "--quiet", revision, "HEAD", "--", *APP_PATHS], cwd=REPO,
+    # The revision names the app as built: no app file differs between it and the commit.
+    subprocess.run(["git", "diff", "--quiet", revision, commit, "--", *APP_PATHS], cwd=REPO,
                    check=True)
 
 
@@ -150,6 +175,24 @@ def test_dockerfile_final_stage_says_the_same(config):
     assert env == dict(item.split("=", 1) for item in settings["Env"])
     labels = dict(pair.split("=", 1) for pair in " ".join(instructions["LABEL"]).split())
     assert set(labels) == set(settings["Labels"]) - {"org.opencontainers.image.created"}
+
+
+@pytest.mark.skipif(shutil.which("buildah") is None, reason="buildah is not installed "
+                    "(apt-get install buildah): the Dockerfile is built with it")
+def test_the_dockerfile_builds_the_same_image(config, commit, tmp_path):
+    built = json.loads(_run(sys.executable, DOCKERFILE, "--commit", commit, timeout=1800))
+    layout = Path(built["layout"])
+    theirs = json.loads(_blob(layout, _manifest(layout)["config"]["digest"]).read_text())
+    for field in ("User", "Entrypoint", "Cmd", "Env", "WorkingDir", "Volumes", "ExposedPorts"):
+        assert theirs["config"][field] == config["config"][field], field
+    ours = config["config"]["Labels"]
+    for label in ("source", "revision", "version", "title", "licenses"):
+        name = f"org.opencontainers.image.{label}"
+        assert theirs["config"]["Labels"][name] == ours[name], name
+    (tmp_path / "root").mkdir()
+    root = _unpack(layout, tmp_path / "root")
+    assert _run(*_in_image(root, theirs, *ENTRYPOINT, "--help")).startswith("usage: trigger-router")
+    assert _run(*_in_image(root, theirs, "nats-server", "--version")).startswith("nats-server: v")
 
 
 def test_root_has_the_user_and_no_build_tools(rootfs):
@@ -207,7 +250,7 @@ def test_serve_gets_ready_on_a_read_only_root(rootfs, config, tmp_path):
     assert "Read-only file system" not in log.read_text()
 
 
-def test_layout_is_cached(image):
-    again = json.loads(_run(sys.executable, BUILD, timeout=120))
+def test_layout_is_cached(image, commit):
+    again = json.loads(_run(sys.executable, BUILD, "--commit", commit, timeout=120))
     assert again["digest"] == image["digest"]
     assert again["seconds"] == image["seconds"]  # the recorded build, not a new one
