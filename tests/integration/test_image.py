@@ -118,10 +118,12 @@ def _unpack(layout: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rootfs(image, tmp_path_factory) -> Path:
+def rootfs(image, tmp_path_factory):
     layout = Path(image["layout"])
     assert len(_manifest(layout)["layers"]) == 1
-    return _unpack(layout, tmp_path_factory.mktemp("image-root"))
+    root = _unpack(layout, tmp_path_factory.mktemp("image-root"))
+    yield root
+    shutil.rmtree(root)  # ~400 MB; pytest would keep three runs' worth
 
 
 def test_registry_serves_the_recorded_digest(image, pushed):
@@ -191,8 +193,13 @@ def test_the_dockerfile_builds_the_same_image(config, commit, tmp_path):
         assert theirs["config"]["Labels"][name] == ours[name], name
     (tmp_path / "root").mkdir()
     root = _unpack(layout, tmp_path / "root")
-    assert _run(*_in_image(root, theirs, *ENTRYPOINT, "--help")).startswith("usage: trigger-router")
-    assert _run(*_in_image(root, theirs, "nats-server", "--version")).startswith("nats-server: v")
+    try:
+        assert _run(*_in_image(root, theirs, *ENTRYPOINT, "--help")).startswith(
+            "usage: trigger-router")
+        assert _run(*_in_image(root, theirs, "nats-server", "--version")).startswith(
+            "nats-server: v")
+    finally:
+        shutil.rmtree(root)
 
 
 def test_root_has_the_user_and_no_build_tools(rootfs):
