@@ -20,11 +20,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/trigger-router --config examples/config.yaml serve
 
-# The registry tests push with skopeo to a real distribution registry (htpasswd makes its users).
+# The registry tests push with skopeo to a real distribution registry (htpasswd makes its users);
+# the image tests build the image without an engine (mmdebstrap) and the Dockerfile with buildah.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 registry-tools:
-	@command -v skopeo >/dev/null && command -v htpasswd >/dev/null && test -x /usr/bin/docker-registry || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq skopeo docker-registry apache2-utils; }
+	@command -v skopeo >/dev/null && command -v htpasswd >/dev/null && test -x /usr/bin/docker-registry && \
+	  command -v mmdebstrap >/dev/null && command -v buildah >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    skopeo docker-registry apache2-utils mmdebstrap buildah; }
 
 test: $(STAMP) registry-tools
 	$(VENV)/bin/python -m pytest
