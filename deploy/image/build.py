@@ -107,6 +107,10 @@ def _source_url() -> str:
     if url.startswith("git@") and ":" in url:
         host, path = url[4:].split(":", 1)
         url = f"https://{host}/{path}"
+    elif url.startswith("ssh://"):
+        url = "https://" + url.removeprefix("ssh://").split("@", 1)[-1]
+    elif "://" not in url:  # a clone of a local checkout: origin is a path
+        url = f"file://{os.path.abspath(os.path.join(REPO, url))}"
     return url.removesuffix(".git")
 
 
