@@ -121,26 +121,25 @@ class Bucket:
         return True
 
     async def keys(self) -> list[str]:
-        try:
-            return await self.kv.keys()
-        except nats.js.errors.NoKeysError:
-            return []
-        except NATS_ERRORS as exc:
-            raise self._unavailable(exc, "list") from exc
+        """Every live key. Read with :meth:`scan`: nats-py's ``KeyValue.keys()`` races its own
+        "initial values done" marker and can answer no keys (or NoKeysError) on a busy server."""
+        return [key async for key, _ in self.scan(values=False)]
 
     SCAN_PAGE = 1000
 
-    async def scan(self, prefix: str) -> AsyncIterator[tuple[str, Any]]:
-        """Every live key under ``prefix.`` with its value, read in pages of ``SCAN_PAGE``.
+    async def scan(self, prefix: str | None = None, *, values: bool = True) -> AsyncIterator[tuple[str, Any]]:
+        """Every live key under ``prefix.`` (every key without one) with its value, in pages of
+        ``SCAN_PAGE``; ``values=False``: keys only (the value is None, and not sent).
 
         An ephemeral pull consumer on the bucket's stream, last value per key, no acks: unlike
         nats-py's ``KeyValue.watch``/``keys`` there is no "initial values done" marker to race
         with, the end is ``num_pending == 0``. Deleted and purged keys are skipped.
         """
-        stream, subject = f"KV_{self.kv._name}", f"{self.kv._pre}{prefix}.>"
+        stream = f"KV_{self.kv._name}"
+        subject = f"{self.kv._pre}{prefix}.>" if prefix else f"{self.kv._pre}>"
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
                                     ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
-                                    max_ack_pending=-1)
+                                    max_ack_pending=-1, headers_only=not values)
         try:
             subscription = await self.kv._js.pull_subscribe(subject, stream=stream, config=config)
         except NATS_ERRORS as exc:
@@ -156,10 +155,13 @@ class Bucket:
                     raise self._unavailable(exc, "list") from exc
                 for message in messages:
                     headers = message.headers or {}
-                    if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers \
-                            or not message.data:
+                    if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers:
                         continue
-                    yield message.subject[len(self.kv._pre):], json.loads(message.data)
+                    key = message.subject[len(self.kv._pre):]
+                    if not values:
+                        yield key, None
+                    elif message.data:
+                        yield key, json.loads(message.data)
         finally:
             try:
                 await subscription.unsubscribe()
