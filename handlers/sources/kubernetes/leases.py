@@ -61,10 +61,10 @@ class Elector:
     """Holds (or waits for) one Lease and runs ``work`` only while holding it."""
 
     def __init__(self, client: kube.Client, settings: LeaderElection, namespace: str, watch_key: str,
-                 description: str, identity: str) -> None:
+                 description: str, identity: str, *, name: str | None = None) -> None:
         self.client = client
         self.namespace = namespace
-        self.name = lease_name(watch_key)
+        self.name = name or lease_name(watch_key)
         self.description = description
         self.identity = identity
         self.duration = settings.lease_duration

@@ -261,8 +261,7 @@ class TriggerRules:
             namespace = leases.lease_namespace(election, self.settings.kubernetes.service_account_dir)
             identity = election.identity or leases.default_identity()
             elector = leases.Elector(self.client, election, namespace, "triggerrules-status", "TriggerRule status",
-                                     identity)
-            elector.name = "trigger-router-triggerrules"
+                                     identity, name="trigger-router-triggerrules")
             tasks.append(elector.run(self.write_statuses))
         else:
             tasks.append(self.write_statuses())
