@@ -99,6 +99,18 @@ async def delete_job(namespace: str, name: str) -> None:
             raise
 
 
+async def _delete_if_ours(client: kube.Client, namespace: str, name: str, run_id: str) -> None:
+    """Delete the Job ``name`` if it exists and was created by this run (its annotation says so)."""
+    try:
+        existing = await client.request("GET", f"{jobs_path(namespace)}/{name}")
+    except errors.KubernetesRefused as exc:
+        if exc.status == 404:
+            return
+        raise
+    if (existing["metadata"].get("annotations") or {}).get(jobs.ANNOTATION_RUN) == run_id:
+        await delete_job(namespace, name)
+
+
 async def _template(params: KubernetesJob, context: actions.Context, client: kube.Client) -> dict[str, Any]:
     if params.job is not None:
         return params.job
@@ -203,7 +215,12 @@ async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Re
     except ValueError as exc:
         raise errors.PermanentError(str(exc)) from exc
     name = manifest["metadata"]["name"]
-    created = await _create(client, manifest, context.run_id)
+    try:
+        created = await _create(client, manifest, context.run_id)
+    except asyncio.CancelledError:
+        # Cancelled while the POST was in flight: the Job may exist though no answer came back.
+        await asyncio.shield(_delete_if_ours(client, params.namespace, name, context.run_id))
+        raise
     try:
         job = await client.wait_for(jobs_path(params.namespace), name, _finished, max(context.timeout - 2, 1))
     except asyncio.TimeoutError:

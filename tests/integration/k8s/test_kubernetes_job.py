@@ -250,3 +250,37 @@ def test_rule_without_limits_is_refused_at_load(tmp_path):
     path.write_text(rule.replace("namespace: default", "namespace: default\n      allowUnbounded: true"))
     [loaded] = rules.load([str(path)], catalog.load().actions)
     assert loaded.name == "unbounded"
+
+
+async def test_a_run_cancelled_while_its_post_is_unanswered_deletes_the_job(kube_client, namespace, monkeypatch):
+    """The POST reaches the apiserver (the Job is created) but its answer never comes back before the
+    run is cancelled: the Job must still be deleted, not left running for a run that ended."""
+    params = kubernetes_job.KubernetesJob.model_validate(_params(namespace, hang=True))
+    context = actions.Context("e" * 32, "lost-answer", deployed_event("lost-answer"), 60.0)
+    posted = asyncio.Event()
+    original = kube_client.request
+
+    async def request(method, path, **kwargs):
+        answer = await original(method, path, **kwargs)
+        if method == "POST" and path.endswith("/jobs"):
+            posted.set()
+            await asyncio.Event().wait()  # the answer is lost: cancelled while waiting for it
+        return answer
+    monkeypatch.setattr(kube_client, "request", request)
+    task = asyncio.create_task(kubernetes_job.run_job(params, context))
+    async with asyncio.timeout(30):
+        await posted.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+    path = f"{kubernetes_job.jobs_path(namespace)}/smoke-eeeeeeeeeeee"
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                job = await kube_client.request("GET", path)
+                assert job["metadata"].get("deletionTimestamp"), "the Job was left behind"
+                await asyncio.sleep(0.2)
+            except errors.KubernetesRefused as exc:
+                assert exc.status == 404
+                break
