@@ -104,3 +104,15 @@ def test_config_check_redacts_secrets_and_names_bad_keys(tmp_path: Path):
     bad = subprocess.run(CLI + ["--config", str(config), "config", "check"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert f"{config}: http.prot: unknown key" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`trigger-router config check | head -1`: the pipe is closed before the first write here."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "TRIGGER_ROUTER_STATE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "router.cli", "config", "check"], stdout=write,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141
