@@ -4,7 +4,8 @@
 it matches the sample event, and if not, the first filter that rejected it and why; for the ones
 that match, the action exactly as it would run (templates rendered). Both check the rules against
 ``bus.max_age`` and ``rules.allow_empty`` of the ``--config`` given, like ``serve`` does, so a rule
-that validates here also loads there.
+that validates here also loads there. For each matching rule ``rules test`` also says which commit
+the event is about (where a verdict would be reported: ``router.model.commits``), or why none.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from router import errors
 from router.config import settings as settings_mod
-from router.model import events
+from router.model import commits, events
 from router.plugins import catalog
 from router.rules import loading as rules
 from router.rules.matching import Matcher
@@ -43,6 +44,7 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
     except errors.BadRequest as exc:
         raise errors.ConfigError(f"{event_file}: {exc.detail}") from exc
     matcher = Matcher(_load(paths, settings))
+    commit, why = commits.of(event)
     report = []
     for verdict in matcher.explain(event):
         entry = {"rule": verdict.rule.name, "file": verdict.rule.file, "matched": verdict.matched}
@@ -50,6 +52,8 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
             try:
                 entry["action"] = {verdict.rule.action.name: verdict.rule.render(event)}
                 entry["environment"] = verdict.rule.environment_for(event)
+                entry["commit"] = ({"provider": commit.provider, "repository": commit.repository, "sha": commit.sha,
+                                    "from": commit.found} if commit else {"none": why})
             except errors.PermanentError as exc:
                 entry["renderError"] = str(exc)
         else:
@@ -63,6 +67,7 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
             print(f"MATCH     {entry['rule']}")
             rendered = entry.get("action") or {"renderError": entry.get("renderError")}
             print("          " + json.dumps(rendered, indent=2).replace("\n", "\n          "))
+            print(f"          commit: {commit.describe() if commit else 'none: ' + why}")
         else:
             print(f"no match  {entry['rule']}: {entry['reason']}")
     matched = sum(1 for e in report if e["matched"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 CLI = [sys.executable, "-m", "router.cli"]
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
 
 def test_validate_names_file_rule_and_field(tmp_path):
@@ -37,3 +39,18 @@ def test_dry_run_explains_match_and_non_match(tmp_path):
     assert report["smoke-healthy"]["environment"] == "production/web"
     assert report["smoke-broken"]["matched"] is False
     assert report["smoke-broken"]["reason"].startswith("spec.filters[1] cel:")
+    assert "org.opencontainers.image.revision" in report["smoke-healthy"]["commit"]["none"]
+
+
+def test_dry_run_names_the_commit_a_verdict_belongs_to(tmp_path):
+    rule = tmp_path / "push.yaml"
+    rule.write_text("kind: TriggerRule\nmetadata: {name: on-push}\nspec:\n  filters: [{exact: {type: com.github.push}}]\n"
+                    "  action: {exec: {command: [echo]}}\n")
+    payload = json.loads((SHARED / "fixtures/github/push/with-new-branch.payload.json").read_text())
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"specversion": "1.0", "id": "p1", "source": "https://github.com/x",
+                                 "type": "com.github.push", "datacontenttype": "application/json", "data": payload}))
+    result = subprocess.run(CLI + ["rules", "test", str(rule), "--event", str(event)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (f"commit: github {payload['repository']['full_name']} @ {payload['after'][:12]} "
+            "(from data.after of com.github.push)") in result.stdout
