@@ -53,6 +53,19 @@ class _Compiled:
         self.source = source
 
 
+def _text(value: Any, source: str) -> str:
+    """A value inside a longer string: strings as they are, the rest as JSON with sorted keys (a
+    CEL map comes back in hash order: equal data must render to equal text). A timestamp, duration
+    or bytes value has no JSON form: the run ends with a permanent error saying how to convert it."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise errors.PermanentError(f"template {source!r}: a {type(value).__name__} value cannot be written into "
+                                    "text; convert it with string(...)") from exc
+
+
 def _render(node: Any, event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
     if isinstance(node, _Compiled):
         values = []
@@ -66,7 +79,7 @@ def _render(node: Any, event: CloudEvent, extra: dict[str, Any] | None = None) -
                 raise errors.PermanentError(f"template {node.source!r} failed: {exc}") from exc
         if len(values) == 3 and values[0] == "" and values[2] == "":
             return values[1]
-        return "".join(v if isinstance(v, str) else json.dumps(v) for v in values)
+        return "".join(_text(v, node.source) for v in values)
     if isinstance(node, dict):
         return {k: _render(v, event, extra) for k, v in node.items()}
     if isinstance(node, list):
