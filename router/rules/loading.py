@@ -153,6 +153,7 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
         environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
         keys = policy_spec.compile_keys(spec.policy)
         policy_spec.check_limits(spec.policy, max_age)
+        policy_spec.check_correlation(spec.correlate, max_age)
         correlation = policy_spec.compile_correlation(spec.correlate)
         if correlation is not None:
             members.append(AnyOf(correlation.any_of()))

@@ -125,6 +125,16 @@ def check_limits(policy: Policy, max_age: float | None) -> None:
                                    field=path)
 
 
+def check_correlation(correlate: "Correlate | None", max_age: float | None) -> None:
+    """Refuse a join window as long as ``bus.max_age``: a joined event is kept as a reference to
+    its stored message, which the stream deletes after ``max_age``; the run would find it gone."""
+    if not max_age or correlate is None or correlate.within < max_age:
+        return
+    raise errors.RuleError(f"a join waits up to {_span(correlate.within)} for its events, and bus.max_age "
+                           f"({_span(max_age)}) deletes the first of them sooner: the run could not read it; "
+                           "shorten it", field="spec.correlate.within")
+
+
 def render_key(template: templates.Template | None, event: CloudEvent) -> str:
     """The key as text; an evaluation failure is a ``PermanentError`` (the run ends in error)."""
     if template is None:

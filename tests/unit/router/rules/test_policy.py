@@ -140,3 +140,11 @@ def test_reload_and_rules_validate_check_against_max_age_too(tmp_path):
 ])
 def test_keys_without_templates_are_one_key_for_the_whole_rule(tmp_path, policy, per_rule):
     assert load(tmp_path, f"{ACTION}\n  policy: {policy}").keys.per_rule == per_rule
+
+
+def test_a_join_window_must_be_shorter_than_the_stream_keeps_its_events(tmp_path):
+    path = str(write(tmp_path, f"kind: TriggerRule\nmetadata: {{name: join}}\nspec:\n  {ACTION}\n  {CORRELATE}"))
+    assert len(rules.load([path], catalog.load().actions, max_age=3600.0)) == 1  # 30m < 1h
+    with pytest.raises(errors.RuleError) as caught:
+        rules.load([path], catalog.load().actions, max_age=1800.0)
+    assert caught.value.field == "spec.correlate.within" and "bus.max_age (30m)" in str(caught.value)
