@@ -34,6 +34,7 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 
 from router.bus import connection as bus
+from router.bus import kv as kv_bucket
 from router.config import settings as settings_mod
 from router.model import events
 
@@ -329,21 +330,13 @@ class Probe:
         return sum((info.state.subjects or {}).values())
 
     async def states(self, bucket: str = "TR_RUN_STATE") -> dict[str, dict]:
-        """Run states by run id, as ``runs list`` shows them."""
+        """Run states by run id, as ``runs list`` shows them. Read with ``Bucket.scan``: nats-py's
+        ``keys()`` races its "initial values done" marker and answered no keys in a CI run."""
         try:
-            kv = await self.js.key_value(bucket)
-            keys = await kv.keys()
-        except (nats.js.errors.NotFoundError, nats.js.errors.NoKeysError):
+            found = kv_bucket.Bucket(await self.js.key_value(bucket), "run states")
+        except nats.js.errors.NotFoundError:
             return {}
-        found = {}
-        for key in keys:
-            try:
-                entry = await kv.get(key)
-            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-                continue
-            if entry.value:
-                found[key] = json.loads(entry.value)
-        return found
+        return {key: value async for key, value in found.scan() if value}
 
     async def finished(self, stream: str = "TR_OUTCOMES", subjects: str = "tr.outcomes.finished.>") -> list[dict]:
         """Every stored ``finished`` outcome (the CDEvent body), read with an ordered consumer."""

@@ -32,6 +32,7 @@ import pytest
 from handlers.actions import kubernetes_job
 from handlers.kubernetes import client as kube
 from router import errors
+from router.bus import kv as kv_bucket
 from router.model.bindings import nats as nats_binding
 from router.rules import crd
 from tests.integration.k8s import manifests
@@ -159,8 +160,8 @@ async def watching(nats_url: str) -> bool:
     """The watch has listed what exists (its baseline) and stored its position: changes from now are news."""
     nc = await nats.connect(nats_url)
     try:
-        kv = await nc.jetstream().key_value("TR_KUBE_WATCH")
-        return bool(await kv.keys())
+        found = kv_bucket.Bucket(await nc.jetstream().key_value("TR_KUBE_WATCH"), "watch state")
+        return bool(await found.keys())
     except (nats.js.errors.NotFoundError, nats.js.errors.NoKeysError):
         return False
     finally:
