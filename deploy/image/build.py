@@ -25,6 +25,7 @@ layout records its tag, manifest digest and sizes. `--push HOST/NAME` copies it 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import gzip
 import hashlib
@@ -38,6 +39,7 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
@@ -164,11 +166,30 @@ def ensure_image(log=None, rebuild: bool = False, commit: str = "HEAD") -> dict:
     return {**json.loads((home / INFO).read_text()), "layout": str(home / "oci")}
 
 
-def _build(wanted: dict, home: Path, log) -> None:
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{wanted['key']}."))
+@contextlib.contextmanager
+def staging(home: Path) -> Iterator[Path]:
+    """A scratch directory beside ``home``, removed if the build in it fails: what is cached is
+    only ever a finished build (``settle`` moves it into place)."""
+    work = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{home.name}."))
     work.chmod(0o755)
     try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def settle(work: Path, home: Path, info: dict) -> None:
+    """Record ``info`` beside the build in ``work`` and make it ``home``, replacing an older one."""
+    (work / INFO).write_text(json.dumps(info, indent=2) + "\n")
+    if home.exists():
+        shutil.rmtree(home)
+    os.replace(work, home)
+
+
+def _build(wanted: dict, home: Path, log) -> None:
+    started = time.monotonic()
+    with staging(home) as work:
         log(f"image: building trigger-router {wanted['version']} at {wanted['revision'][:12]} "
             f"into {home}")
         wheels = _wheels(wanted["revision"], work, log)
@@ -179,13 +200,7 @@ def _build(wanted: dict, home: Path, log) -> None:
         shutil.rmtree(wheels)
         shutil.rmtree(work / "src")
         info["seconds"] = round(time.monotonic() - started, 1)
-        (work / INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if home.exists():
-            shutil.rmtree(home)
-        os.replace(work, home)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        settle(work, home, info)
     log(f"image: built {info['tag']} {info['digest']} in {info['seconds']}s "
         f"({info['compressed_bytes'] / 2**20:.1f} MiB compressed)")
     _prune(home.parent, f"{wanted['version']}-*", keep=KEEP)

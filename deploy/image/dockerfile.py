@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -70,11 +69,9 @@ def ensure_image(log=None, commit: str = "HEAD") -> dict:
 
 def _build(wanted: dict, home: Path, log) -> None:
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{home.name}."))
-    work.chmod(0o755)
-    buildah = ["buildah", "--root", str(work / "storage"), "--runroot", str(work / "run"),
-               "--storage-driver", "vfs"]
-    try:
+    with image_build.staging(home) as work:
+        buildah = ["buildah", "--root", str(work / "storage"), "--runroot", str(work / "run"),
+                   "--storage-driver", "vfs"]
         context = work / "context"
         context.mkdir()
         archive = subprocess.run(["git", "archive", "--format=tar", wanted["commit"], "--",
@@ -114,13 +111,7 @@ def _build(wanted: dict, home: Path, log) -> None:
                 "revision": wanted["revision"], "seconds": round(time.monotonic() - started, 1)}
         for scratch in ("storage", "run", "context"):
             shutil.rmtree(work / scratch, ignore_errors=True)
-        (work / image_build.INFO).write_text(json.dumps(info, indent=2) + "\n")
-        if home.exists():
-            shutil.rmtree(home)
-        os.replace(work, home)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        image_build.settle(work, home, info)
     log(f"image: Dockerfile built {info['digest']} in {info['seconds']}s")
     image_build._prune(home.parent, "dockerfile-*", keep=image_build.KEEP)
 
