@@ -222,6 +222,17 @@ class Client:
             raise errors.KubernetesRefused(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""))
         return event
 
+    async def pages(self, path: str, query: dict[str, Any] | None = None, limit: int = 500) -> AsyncIterator[dict]:
+        """Every page of a list, ``limit`` objects each (``continue`` tokens); a token that expires
+        while paging (etcd compacted past the list) raises ``KubernetesRefused`` with 410."""
+        token = None
+        while True:
+            page = await self.request("GET", path, query={**(query or {}), "limit": limit, "continue": token})
+            yield page
+            token = page["metadata"].get("continue")
+            if not token:
+                return
+
     async def wait_for(self, collection: str, name: str, done, timeout: float) -> dict:
         """The object ``name`` once ``done(object)`` holds, following it with a watch (no polling).
 

@@ -41,6 +41,15 @@ NAMESPACED_ACTIONS = frozenset({"httpProbe", "kubernetesJob", "rolloutCheck"})
 CLUSTER_PREFIX = "_cluster/"
 
 
+def scope(kind: str, metadata: dict[str, Any]) -> str | None:
+    """The namespace a CR's rule is confined to: a TriggerRule's own, none for a ClusterTriggerRule."""
+    return metadata.get("namespace") if kind == "TriggerRule" else None
+
+
+def rule_name(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else f"{CLUSTER_PREFIX}{name}"
+
+
 @dataclass
 class Entry:
     kind: str
@@ -56,13 +65,13 @@ class Entry:
 
     @property
     def rule_name(self) -> str:
-        return f"{self.namespace}/{self.name}" if self.namespace else f"{CLUSTER_PREFIX}{self.name}"
+        return rule_name(self.namespace, self.name)
 
     @property
     def path(self) -> str:
-        scope = f"/namespaces/{self.namespace}" if self.namespace else ""
+        namespaced = f"/namespaces/{self.namespace}" if self.namespace else ""
         plural = "triggerrules" if self.namespace else "clustertriggerrules"
-        return f"/apis/{GROUP}/{VERSION}{scope}/{plural}/{self.name}"
+        return f"/apis/{GROUP}/{VERSION}{namespaced}/{plural}/{self.name}"
 
 
 class TriggerRules:
@@ -90,7 +99,7 @@ class TriggerRules:
 
     def compile(self, kind: str, obj: dict[str, Any]) -> Entry:
         metadata = obj["metadata"]
-        entry = Entry(kind, metadata.get("namespace") if kind == "TriggerRule" else None, metadata["name"],
+        entry = Entry(kind, scope(kind, metadata), metadata["name"],
                       metadata["uid"], metadata.get("generation", 0), status=obj.get("status") or {})
         origin = f"{kind} {entry.namespace}/{entry.name}" if entry.namespace else f"{kind} {entry.name}"
         try:
@@ -104,8 +113,7 @@ class TriggerRules:
     def observe(self, kind: str, obj: dict[str, Any]) -> bool:
         """Take in one object's current state; True if the rules changed."""
         metadata = obj["metadata"]
-        namespace = metadata.get("namespace") if kind == "TriggerRule" else None
-        name = f"{namespace}/{metadata['name']}" if namespace else f"{CLUSTER_PREFIX}{metadata['name']}"
+        name = rule_name(scope(kind, metadata), metadata["name"])
         known = self.entries.get(name)
         if known is not None and known.uid == metadata["uid"] and known.generation == metadata.get("generation", 0):
             known.status = obj.get("status") or {}  # a status write of ours: the spec is the same
@@ -119,8 +127,7 @@ class TriggerRules:
 
     def forget(self, kind: str, obj: dict[str, Any]) -> bool:
         metadata = obj["metadata"]
-        namespace = metadata.get("namespace") if kind == "TriggerRule" else None
-        name = f"{namespace}/{metadata['name']}" if namespace else f"{CLUSTER_PREFIX}{metadata['name']}"
+        name = rule_name(scope(kind, metadata), metadata["name"])
         self.dirty.discard(name)
         return self.entries.pop(name, None) is not None
 
@@ -130,12 +137,12 @@ class TriggerRules:
         log.info("TriggerRules in force: %d accepted, %d not accepted", len(accepted),
                  sum(1 for e in self.entries.values() if e.rule is None))
 
-    async def follow(self, kind: str, path: str, scope: str | None) -> None:
+    async def follow(self, kind: str, path: str, listed_namespace: str | None) -> None:
         """List, then watch one collection, forever; re-list after 410 or a broken watch."""
         delay = 0.2
         while True:
             try:
-                version = await self._list(kind, path, scope)
+                version = await self._list(kind, path, listed_namespace)
                 delay = 0.2
                 async for event in self.client.watch(path, {"resourceVersion": version, "allowWatchBookmarks": True},
                                                      self.settings.kubernetes.watch_timeout):
@@ -155,23 +162,18 @@ class TriggerRules:
             await asyncio.sleep(random.uniform(0, delay))
             delay = min(delay * 2, self.settings.kubernetes.max_backoff)
 
-    async def _list(self, kind: str, path: str, scope: str | None) -> str:
-        seen, token = set(), None
-        while True:
-            page = await self.client.request("GET", path, query={"limit": 500, "continue": token})
+    async def _list(self, kind: str, path: str, listed_namespace: str | None) -> str:
+        seen: set[str] = set()
+        async for page in self.client.pages(path):
             for obj in page["items"]:
                 self.observe(kind, obj)
-                namespace = obj["metadata"].get("namespace") if kind == "TriggerRule" else None
-                seen.add(f"{namespace}/{obj['metadata']['name']}" if namespace
-                         else f"{CLUSTER_PREFIX}{obj['metadata']['name']}")
-            token = page["metadata"].get("continue")
-            if not token:
-                break
+                seen.add(rule_name(scope(kind, obj["metadata"]), obj["metadata"]["name"]))
+            version = page["metadata"]["resourceVersion"]
         for name in [n for n, e in self.entries.items() if e.kind == kind and n not in seen
-                     and (scope is None or e.namespace == scope)]:
+                     and (listed_namespace is None or e.namespace == listed_namespace)]:
             del self.entries[name]  # deleted while this process was not watching
         self.publish()
-        return page["metadata"]["resourceVersion"]
+        return version
 
     # -- status (the Lease holder only) ------------------------------------------------------------
 
@@ -255,7 +257,7 @@ class TriggerRules:
 
     async def run(self) -> None:
         election = self.settings.kubernetes.leader_election
-        tasks = [self.follow(kind, path, scope) for kind, path, scope in self.collections()]
+        tasks = [self.follow(kind, path, namespace) for kind, path, namespace in self.collections()]
         tasks.append(self.follow_outcomes())
         if election.enabled:
             namespace = leases.lease_namespace(election, self.settings.kubernetes.service_account_dir)

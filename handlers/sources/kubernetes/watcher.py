@@ -157,10 +157,8 @@ class ResourceWatch:
         self.memory = new
 
     async def _list_pages(self, baseline: bool) -> state.WatchState:
-        new, token = state.WatchState(), None
-        while True:
-            page = await self.client.request("GET", self.path, query={
-                "labelSelector": self.spec.label_selector, "limit": LIST_PAGE, "continue": token})
+        new = state.WatchState()
+        async for page in self.client.pages(self.path, {"labelSelector": self.spec.label_selector}, LIST_PAGE):
             for obj in page["items"]:
                 obj.setdefault("kind", self.spec.kind)
                 obj.setdefault("apiVersion", f"{self.spec.group}/{self.spec.version}".lstrip("/"))
@@ -170,9 +168,8 @@ class ResourceWatch:
                 else:
                     new.objects[uid] = await self._transitions(obj)
                 new.versions[uid] = obj["metadata"].get("resourceVersion")
-            new.resource_version, token = page["metadata"]["resourceVersion"], page["metadata"].get("continue")
-            if not token:
-                return new
+            new.resource_version = page["metadata"]["resourceVersion"]
+        return new
 
     async def observe(self, obj: dict[str, Any]) -> None:
         metadata = obj["metadata"]
