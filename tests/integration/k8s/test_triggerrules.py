@@ -16,7 +16,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import nats
 import pytest
 from aiohttp import web
 
@@ -165,8 +164,5 @@ async def _true(value: bool) -> bool:
 
 
 async def _subscribed(nats_url: str) -> bool:
-    nc = await nats.connect(nats_url)
-    try:
-        return await routers.Probe(nc.jetstream()).subscribed()
-    finally:
-        await nc.close()
+    async with routers.connected(nats_url) as probe:
+        return await probe.subscribed()

@@ -95,9 +95,10 @@ async def test_an_emptied_file_is_applied_when_allowed(tmp_path):
     task = asyncio.create_task(reloader.run())
     try:
         rule_file.write_text("# all rules removed on purpose\n")
-        await wait_for(lambda: current["m"].rules == [])
+        await wait_for(lambda: current["m"].rules == [])  # raises TimeoutError if never applied
     finally:
         task.cancel()
+    assert current["m"].rules == []
 
 
 class Recording(BaseModel):
