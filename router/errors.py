@@ -128,7 +128,15 @@ class PermanentError(DispatchError):
 
 
 class TemporaryError(DispatchError):
-    """Retrying may help (a timeout, a connection refused, a 503)."""
+    """Retrying may help (a timeout, a connection refused, a 503).
+
+    ``delay``: seconds the other side asked us to wait (a 429's ``Retry-After``, a rate limit's
+    reset); ``None`` leaves the wait to the caller's backoff.
+    """
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        self.delay = delay
+        super().__init__(message)
 
 
 class RunCancelled(DispatchError):

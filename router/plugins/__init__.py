@@ -24,8 +24,10 @@ What is here, by use:
   (durable state in a JetStream key-value bucket);
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
   :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
+- reporters: :func:`reporter`, :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
+  :mod:`ratelimits` (how long a 429, a 403 rate limit or ``Retry-After`` asks to wait);
 - the model: :class:`CloudEvent` and the :mod:`events`, :mod:`event_types`, :mod:`cdevents` and
-  :mod:`artifacts` modules that build events; :mod:`references`, the one parser of digests (bare,
+  :mod:`artifacts` modules that build events; :mod:`commits` (``Commit``: which commit a run is about); :mod:`references`, the one parser of digests (bare,
   ``sha256%3A``, purl, image reference) and image references;
 - :mod:`errors`, the error family (``PermanentError`` / ``TemporaryError`` decide retries;
   ``IngestError`` subclasses decide the HTTP answer); :class:`Settings`, :class:`Section`,
@@ -37,23 +39,26 @@ from router.bus import kv
 from router.bus.connection import Bus
 from router.config.base import Duration, Section, parse_duration
 from router.config.settings import Settings
-from router.model import artifacts, cdevents, event_types, events, references
+from router.model import artifacts, cdevents, commits, event_types, events, references
 from router.model.events import CloudEvent
-from router.plugins import actions, auth
+from router.plugins import actions, auth, ratelimits, reporters
 from router.plugins.actions import Context, Params, Result
-from router.plugins.catalog import action, background_source, on_shutdown, rule_source, settings_section, webhook_source
+from router.plugins.catalog import (action, background_source, on_shutdown, reporter, rule_source, settings_section,
+                                   webhook_source)
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.rules import templates
 
 __all__ = [
     # registration
-    "action", "background_source", "on_shutdown", "rule_source", "settings_section", "webhook_source",
+    "action", "background_source", "on_shutdown", "reporter", "rule_source", "settings_section", "webhook_source",
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions
     "Context", "Params", "Result", "actions", "templates",
+    # reporters
+    "ratelimits", "reporters",
     # the model
-    "CloudEvent", "artifacts", "cdevents", "event_types", "events", "references",
+    "CloudEvent", "artifacts", "cdevents", "commits", "event_types", "events", "references",
     # errors and settings
     "Duration", "Section", "Settings", "errors", "parse_duration",
 ]

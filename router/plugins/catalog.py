@@ -26,16 +26,18 @@ from typing import Any, Awaitable, Callable, Iterator
 from pydantic import BaseModel
 
 from router.config import settings as config
-from router.plugins import actions
+from router.plugins import actions, reporters
+from router.plugins.reporters import STAGES
 from router.plugins.sources import BackgroundSource, SourceFactory
 
 log = logging.getLogger(__name__)
 
-PLUGIN_PACKAGES = ("handlers.sources", "handlers.actions")
+PLUGIN_PACKAGES = ("handlers.sources", "handlers.actions", "handlers.reporters")
 SHUTDOWN_HOOK_TIMEOUT = 5.0
 """Seconds one shutdown hook may take; the whole shutdown is bounded by ``shutdown_grace`` anyway."""
 
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
+ReporterRun = Callable[[BaseModel, reporters.Context, dict], Awaitable[dict | None]]
 ShutdownHook = Callable[[], Awaitable[None]]
 RuleSourceRun = Callable[[Any, Any, Any], Awaitable[None]]
 """``(settings, bus, sink)``: runs for the life of the process, calling ``sink.publish(rules)``."""
@@ -56,6 +58,15 @@ class Action:
     run: ActionRun
 
 
+@dataclass(frozen=True)
+class Reporter:
+    name: str
+    params: type[BaseModel]
+    run: ReporterRun
+    reacts: frozenset[str]
+    """The stages it is called at (default all three: ``queued``, ``started``, ``finished``)."""
+
+
 @dataclass
 class Catalog:
     webhook_sources: dict[str, SourceFactory] = field(default_factory=dict)
@@ -63,6 +74,7 @@ class Catalog:
     background_sources: dict[str, BackgroundSource] = field(default_factory=dict)
     shutdown_hooks: dict[str, ShutdownHook] = field(default_factory=dict)
     rule_sources: dict[str, RuleSource] = field(default_factory=dict)
+    reporters: dict[str, Reporter] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, value: Any) -> None:
         table: dict = getattr(self, kind)
@@ -87,6 +99,18 @@ class Catalog:
     def action(self, name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
         def register(run: ActionRun) -> ActionRun:
             self.add("actions", name, Action(name, params, run))
+            return run
+
+        return register
+
+    def reporter(self, name: str, *, params: type[BaseModel],
+                 reacts: tuple[str, ...] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
+        unknown = set(reacts) - set(STAGES)
+        if unknown:
+            raise ValueError(f"reporter {name!r} reacts to unknown stages {sorted(unknown)}")
+
+        def register(run: ReporterRun) -> ReporterRun:
+            self.add("reporters", name, Reporter(name, params, run, frozenset(reacts)))
             return run
 
         return register
@@ -140,7 +164,7 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
     global _current
     saved, saved_sections = _current, config.sections()
     _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources),
-                       dict(saved.shutdown_hooks), dict(saved.rule_sources)) if keep else Catalog()
+                       dict(saved.shutdown_hooks), dict(saved.rule_sources), dict(saved.reporters)) if keep else Catalog()
     config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
@@ -169,6 +193,13 @@ def background_source(name: str) -> Callable[[BackgroundSource], BackgroundSourc
 def action(name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], ActionRun]:
     """Register ``async def run(params, context) -> Result`` as the action rules call ``name``."""
     return _current.action(name, params=params)
+
+
+def reporter(name: str, *, params: type[BaseModel],
+             reacts: tuple[str, ...] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
+    """Register ``async def report(params, context, state) -> dict | None`` as the reporter rules
+    list as ``name`` in ``spec.report``, called at the stages in ``reacts``."""
+    return _current.reporter(name, params=params, reacts=reacts)
 
 
 def on_shutdown(name: str) -> Callable[[ShutdownHook], ShutdownHook]:

@@ -1,0 +1,1 @@
+"""Reporters that rules list in ``spec.report``: where a run's progress and verdict are told. Importing registers each one."""
