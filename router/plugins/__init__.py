@@ -24,7 +24,7 @@ What is here, by use:
   (durable state in a JetStream key-value bucket);
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
   :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
-- reporters: :func:`reporter`, :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
+- reporters: :func:`reporter`, :func:`commit_finder` (the commit of an event that names none), :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
   :mod:`ratelimits` (how long a 429, a 403 rate limit or ``Retry-After`` asks to wait);
 - the model: :class:`CloudEvent` and the :mod:`events`, :mod:`event_types`, :mod:`cdevents` and
   :mod:`artifacts` modules that build events; :mod:`commits` (``Commit``: which commit a run is about); :mod:`references`, the one parser of digests (bare,
@@ -43,14 +43,14 @@ from router.model import artifacts, cdevents, commits, event_types, events, refe
 from router.model.events import CloudEvent
 from router.plugins import actions, auth, ratelimits, reporters
 from router.plugins.actions import Context, Params, Result
-from router.plugins.catalog import (action, background_source, on_shutdown, reporter, rule_source, settings_section,
+from router.plugins.catalog import (action, background_source, commit_finder, on_shutdown, reporter, rule_source, settings_section,
                                    webhook_source)
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.rules import templates
 
 __all__ = [
     # registration
-    "action", "background_source", "on_shutdown", "reporter", "rule_source", "settings_section", "webhook_source",
+    "action", "background_source", "commit_finder", "on_shutdown", "reporter", "rule_source", "settings_section", "webhook_source",
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions

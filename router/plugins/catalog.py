@@ -39,6 +39,9 @@ SHUTDOWN_HOOK_TIMEOUT = 5.0
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
 ReporterRun = Callable[[BaseModel, reporters.Context, dict], Awaitable[dict | None]]
 ShutdownHook = Callable[[], Awaitable[None]]
+CommitFinder = Callable[[Any, Any], Awaitable["tuple[Any, str] | None"]]
+"""``(event, bus) -> (Commit | None, why) | None``: the commit an event's image was built from
+(``None``: this finder does not apply to the event)."""
 RuleSourceRun = Callable[[Any, Any, Any], Awaitable[None]]
 """``(settings, bus, sink)``: runs for the life of the process, calling ``sink.publish(rules)``."""
 
@@ -75,6 +78,7 @@ class Catalog:
     shutdown_hooks: dict[str, ShutdownHook] = field(default_factory=dict)
     rule_sources: dict[str, RuleSource] = field(default_factory=dict)
     reporters: dict[str, Reporter] = field(default_factory=dict)
+    commit_finders: dict[str, CommitFinder] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, value: Any) -> None:
         table: dict = getattr(self, kind)
@@ -112,6 +116,13 @@ class Catalog:
         def register(run: ReporterRun) -> ReporterRun:
             self.add("reporters", name, Reporter(name, params, run, frozenset(reacts)))
             return run
+
+        return register
+
+    def commit_finder(self, name: str) -> Callable[[CommitFinder], CommitFinder]:
+        def register(find: CommitFinder) -> CommitFinder:
+            self.add("commit_finders", name, find)
+            return find
 
         return register
 
@@ -164,7 +175,8 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
     global _current
     saved, saved_sections = _current, config.sections()
     _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources),
-                       dict(saved.shutdown_hooks), dict(saved.rule_sources), dict(saved.reporters)) if keep else Catalog()
+                       dict(saved.shutdown_hooks), dict(saved.rule_sources), dict(saved.reporters),
+                       dict(saved.commit_finders)) if keep else Catalog()
     config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
@@ -200,6 +212,14 @@ def reporter(name: str, *, params: type[BaseModel],
     """Register ``async def report(params, context, state) -> dict | None`` as the reporter rules
     list as ``name`` in ``spec.report``, called at the stages in ``reacts``."""
     return _current.reporter(name, params=params, reacts=reacts)
+
+
+def commit_finder(name: str) -> Callable[[CommitFinder], CommitFinder]:
+    """Register ``async def find(event, bus) -> (Commit | None, why) | None``: how reporters find the
+    commit of an event that names none itself (a registry push, a rollout: through the image's
+    ``org.opencontainers.image.revision`` label). ``None`` means "not mine"; finders are asked in
+    registration order after the event's own commit (``commits.of``)."""
+    return _current.commit_finder(name)
 
 
 def on_shutdown(name: str) -> Callable[[ShutdownHook], ShutdownHook]:
