@@ -317,6 +317,8 @@ class Executor:
         state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
                  "queuedAt": record.queued_at, "environment": record.environment,
                  "event": record.about()}
+        if record.stored_at:
+            state["eventRef"] = record.stored_at
         if record.decision:
             state.update(record.decision.get("fields", {}), decision=record.decision.get("label"))
             if record.not_before > record.queued_at:

@@ -172,7 +172,7 @@ class EventRouter:
                               timeout=rule.policy.timeout, retry_limit=retry.limit, retry_backoff=retry.backoff,
                               retry_max_backoff=retry.max_backoff, action=rule.action.name,
                               render_error=render_error, events=summaries, report=_report(rule, event, extra, joined),
-                              **runs.embed(event, *where))
+                              stored_at=list(where), **runs.embed(event, *where))
 
 
 def _report(rule: Rule, event: events.CloudEvent, extra: dict | None, joined: dict | None) -> dict | None:
