@@ -39,6 +39,8 @@ SHUTDOWN_HOOK_TIMEOUT = 5.0
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
 ReporterRun = Callable[[BaseModel, reporters.Context, dict], Awaitable[dict | None]]
 ShutdownHook = Callable[[], Awaitable[None]]
+SettingsHook = Callable[[Any], None]
+"""``(settings)``: told the loaded settings once, before the command runs (see :func:`on_settings`)."""
 CommitFinder = Callable[[Any, Any], Awaitable["tuple[Any, str] | None"]]
 """``(event, bus) -> (Commit | None, why) | None``: the commit an event's image was built from
 (``None``: this finder does not apply to the event)."""
@@ -79,6 +81,7 @@ class Catalog:
     rule_sources: dict[str, RuleSource] = field(default_factory=dict)
     reporters: dict[str, Reporter] = field(default_factory=dict)
     commit_finders: dict[str, CommitFinder] = field(default_factory=dict)
+    settings_hooks: dict[str, SettingsHook] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, value: Any) -> None:
         table: dict = getattr(self, kind)
@@ -125,6 +128,18 @@ class Catalog:
             return find
 
         return register
+
+    def on_settings(self, name: str) -> Callable[[SettingsHook], SettingsHook]:
+        def register(hook: SettingsHook) -> SettingsHook:
+            self.add("settings_hooks", name, hook)
+            return hook
+
+        return register
+
+    def configure(self, settings: Any) -> None:
+        """Tell every settings hook the loaded settings (the CLI does, once, before any command)."""
+        for hook in self.settings_hooks.values():
+            hook(settings)
 
     def rule_source(self, name: str, *, enabled: Callable[[Any], bool]) -> Callable[[RuleSourceRun], RuleSourceRun]:
         def register(run: RuleSourceRun) -> RuleSourceRun:
@@ -176,7 +191,7 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
     saved, saved_sections = _current, config.sections()
     _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources),
                        dict(saved.shutdown_hooks), dict(saved.rule_sources), dict(saved.reporters),
-                       dict(saved.commit_finders)) if keep else Catalog()
+                       dict(saved.commit_finders), dict(saved.settings_hooks)) if keep else Catalog()
     config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
@@ -220,6 +235,12 @@ def commit_finder(name: str) -> Callable[[CommitFinder], CommitFinder]:
     ``org.opencontainers.image.revision`` label). ``None`` means "not mine"; finders are asked in
     registration order after the event's own commit (``commits.of``)."""
     return _current.commit_finder(name)
+
+
+def on_settings(name: str) -> Callable[[SettingsHook], SettingsHook]:
+    """Register ``def hook(settings)``, called once the settings are loaded, before any command runs:
+    how plug-ins that are called without settings (commit finders, reporters) learn their section."""
+    return _current.on_settings(name)
 
 
 def on_shutdown(name: str) -> Callable[[ShutdownHook], ShutdownHook]:
