@@ -1,0 +1,153 @@
+"""The image-labels commit finder against a real registry (docker-registry, images pushed by skopeo).
+
+An image whose config carries ``org.opencontainers.image.revision``/``source`` gives exactly that
+commit and repository; one without them gives ``None`` and a reason that says what to set. The
+KV cache is shown by stopping the registry: a digest seen once is answered without it, and an
+unreachable registry's answer is not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+import nats
+import pytest
+
+from handlers.sources.registries import revisions
+from router.config import settings as settings_mod
+from router.plugins import artifacts, events
+from tests.support import ociimage
+
+SHA = "0a2c3e4f5b6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
+OTHER = "ffeeddccbbaa99887766554433221100ffeeddcc"
+GITLAB = "https://gitlab.example.com"
+LABELS = {revisions.REVISION: SHA, revisions.SOURCE: f"{GITLAB}/platform/web",
+          "org.opencontainers.image.title": "web"}
+
+
+@pytest.fixture(autouse=True)
+def configured():
+    revisions.configure(settings_mod.load(env={"TRIGGER_ROUTER_REPORTERS__GITLAB__URL": GITLAB,
+                                               "TRIGGER_ROUTER_REGISTRIES__RESOLVE_ATTEMPTS": "1",
+                                               "TRIGGER_ROUTER_REGISTRIES__RESOLVE_TIMEOUT": "2s"}))
+    yield
+    revisions.configure(settings_mod.load(env={}))
+
+
+@pytest.fixture
+async def bus(nats_server):
+    nc = await nats.connect(nats_server.url)
+    yield types.SimpleNamespace(js=nc.jetstream())
+    await nc.close()
+
+
+async def push(tmp_path, registry, name: str, labels: dict | None) -> str:
+    root = tmp_path / f"image-{name}"
+    ociimage.layout(root, "v1", name, labels)
+    return await asyncio.to_thread(ociimage.push, root, "v1", f"{registry.host}/{name}:v1")
+
+
+def published(registry, name: str, digest: str) -> events.CloudEvent:
+    """artifact.published exactly as the registry sources build it."""
+    original = events.make({"id": f"push-{name}", "source": f"https://{registry.host}/{name}",
+                            "type": "dev.cncf.distribution.push", "subject": "v1"}, {})
+    return artifacts.published(original, artifacts.Push("distribution", f"{registry.host}/{name}", digest, "v1"))
+
+
+def rollout(registry, name: str, digest: str) -> events.CloudEvent:
+    """rollout_completed as the Kubernetes source builds it: the digest the pods run, per container."""
+    return events.make({"id": "r1", "source": "k8s://test/namespaces/apps/deployments/web",
+                        "type": "io.k8s.apps.v1.deployment.rollout_completed", "subject": "apps/web"},
+                       {"kind": "Deployment", "images": [
+                           {"container": "web", "image": f"{registry.host}/{name}@{digest}",
+                            "repository": f"{registry.host}/{name}", "digest": digest, "digests": [digest]}]})
+
+
+async def test_labels_give_exactly_that_commit_and_project(oci_registry, tmp_path, bus):
+    digest = await push(tmp_path, oci_registry, "web", LABELS)
+    for event in (published(oci_registry, "web", digest), rollout(oci_registry, "web", digest)):
+        commit, why = await revisions.find(event, bus)
+        assert (commit.provider, commit.repository, commit.sha) == ("gitlab", "platform/web", SHA)
+        assert commit.found == (f"label org.opencontainers.image.revision of {digest[:19]}… "
+                                f"in {oci_registry.host}/web")
+        assert why == "found"
+
+
+async def test_a_github_source_gives_the_github_repository(oci_registry, tmp_path):
+    digest = await push(tmp_path, oci_registry, "api", {revisions.REVISION: SHA,
+                                                        revisions.SOURCE: "https://github.com/acme/api.git"})
+    commit, _ = await revisions.find(published(oci_registry, "api", digest), None)
+    assert (commit.provider, commit.repository, commit.sha) == ("github", "acme/api", SHA)
+
+
+@pytest.mark.parametrize("labels, says", [
+    (None, "has no label org.opencontainers.image.revision (its labels: none); set it at build time, "
+           "e.g. docker buildx build --label org.opencontainers.image.revision=$(git rev-parse HEAD)"),
+    ({"org.opencontainers.image.title": "web", "maintainer": "ops"},
+     "has no label org.opencontainers.image.revision (its labels: maintainer, org.opencontainers.image.title)"),
+    ({revisions.REVISION: "v1.4.2", revisions.SOURCE: f"{GITLAB}/platform/web"},
+     "is 'v1.4.2', not a full commit sha"),
+    ({revisions.REVISION: SHA}, "but the image has no label org.opencontainers.image.source"),
+    ({revisions.REVISION: SHA, revisions.SOURCE: "https://git.example.org/platform/web"},
+     "label org.opencontainers.image.source of sha256:"),
+])
+async def test_without_usable_labels_there_is_no_commit_and_the_reason_says_why(oci_registry, tmp_path, labels, says):
+    digest = await push(tmp_path, oci_registry, "web", labels)
+    commit, why = await revisions.find(published(oci_registry, "web", digest), None)
+    assert commit is None
+    assert says in why and f"{digest[:19]}… in {oci_registry.host}/web" in why
+    if labels and "git.example.org" in str(labels):
+        assert "'https://git.example.org/platform/web'" in why and "reporters.gitlab.hosts" in why
+
+
+async def test_an_index_gives_the_linux_amd64_image_labels(oci_registry, tmp_path):
+    root = tmp_path / "multi"
+    digest, platforms = ociimage.index(root, "v1", {
+        ("linux", "arm64"): {revisions.REVISION: OTHER, revisions.SOURCE: f"{GITLAB}/platform/web"},
+        ("linux", "amd64"): {revisions.REVISION: SHA, revisions.SOURCE: f"{GITLAB}/platform/web"}})
+    pushed = await asyncio.to_thread(ociimage.push, root, "v1", f"{oci_registry.host}/multi:v1", all_images=True)
+    assert pushed == digest
+    commit, _ = await revisions.find(published(oci_registry, "multi", digest), None)
+    assert commit.sha == SHA
+    assert f"(its linux/amd64 image {platforms['linux/amd64'][:19]}…)" in commit.found
+
+
+async def test_an_index_without_amd64_gives_its_first_platform(oci_registry, tmp_path):
+    root = tmp_path / "arm"
+    digest, _ = ociimage.index(root, "v1", {
+        ("linux", "arm64"): {revisions.REVISION: OTHER, revisions.SOURCE: "https://github.com/acme/web"},
+        ("linux", "s390x"): {revisions.REVISION: SHA, revisions.SOURCE: "https://github.com/acme/web"}})
+    await asyncio.to_thread(ociimage.push, root, "v1", f"{oci_registry.host}/arm:v1", all_images=True)
+    commit, _ = await revisions.find(published(oci_registry, "arm", digest), None)
+    assert commit.sha == OTHER and "linux/arm64" in commit.found
+
+
+async def test_a_second_lookup_is_answered_from_the_cache_without_the_registry(oci_registry, tmp_path, bus):
+    labelled = await push(tmp_path, oci_registry, "web", LABELS)
+    bare = await push(tmp_path, oci_registry, "bare", None)
+    first = await revisions.find(published(oci_registry, "web", labelled), bus)
+    no_labels = await revisions.find(published(oci_registry, "bare", bare), bus)
+    oci_registry.stop()  # from here on, any registry request fails
+    assert await revisions.find(rollout(oci_registry, "web", labelled), bus) == first
+    assert await revisions.find(published(oci_registry, "bare", bare), bus) == no_labels  # "no labels" is kept too
+    bucket = await bus.js.key_value(revisions.LabelSettings().cache_bucket)
+    assert sorted(await bucket.keys()) == sorted(d.replace(":", "_") for d in (labelled, bare))
+
+
+async def test_an_unreachable_registry_is_temporary_and_not_cached(oci_registry, tmp_path, bus):
+    digest = await push(tmp_path, oci_registry, "web", LABELS)
+    oci_registry.stop()
+    commit, why = await revisions.find(published(oci_registry, "web", digest), bus)
+    assert commit is None
+    assert why.startswith("registry unreachable (temporary, asked again next time): registry "
+                          f"http://{oci_registry.host} unreachable or refusing: cannot read the image config of web@{digest}")
+    oci_registry.start()
+    commit, _ = await revisions.find(published(oci_registry, "web", digest), bus)
+    assert commit is not None and commit.sha == SHA
+
+
+async def test_an_event_without_a_digest_is_not_the_finders(bus):
+    push_event = events.make({"id": "1", "source": "https://github.com/acme/web", "type": "com.github.push"},
+                             {"after": SHA})
+    assert await revisions.find(push_event, bus) is None
