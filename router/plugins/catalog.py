@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable, Iterator
 from pydantic import BaseModel
 
 from router.config import settings as config
+from router.model import commits
 from router.plugins import actions, reporters
 from router.plugins.reporters import STAGES
 from router.plugins.sources import BackgroundSource, SourceFactory
@@ -140,6 +141,31 @@ class Catalog:
         """Tell every settings hook the loaded settings (the CLI does, once, before any command)."""
         for hook in self.settings_hooks.values():
             hook(settings)
+
+    async def find_commit(self, event: Any, bus: Any = None, joined: tuple = ()) -> "tuple[Any, str]":
+        """(the commit, where it was found) or (None, why not), in order: the event's own commit
+        (``commits.of``), a joined event's own, then each commit finder on the event and the joined
+        ones. ``bus`` is ``None`` where there is none (``rules test``): finders then keep no cache."""
+        commit, why = commits.of(event)
+        if commit is not None:
+            return commit, why
+        for other in joined:
+            found, _ = commits.of(other)
+            if found is not None:
+                return found, "found"
+        for name, find in self.commit_finders.items():
+            for candidate in (event, *joined):
+                try:
+                    answer = await find(candidate, bus)
+                except Exception as exc:  # a broken finder must not hide the others' answers
+                    log.exception("commit finder %s failed on %s %s", name, candidate.type, candidate.id)
+                    answer = None, f"commit finder {name} failed: {exc.__class__.__name__}: {exc}"
+                if answer is None:
+                    continue
+                if answer[0] is not None:
+                    return answer
+                why = answer[1]
+        return None, why
 
     def rule_source(self, name: str, *, enabled: Callable[[Any], bool]) -> Callable[[RuleSourceRun], RuleSourceRun]:
         def register(run: RuleSourceRun) -> RuleSourceRun:

@@ -9,6 +9,10 @@ unreachable registry's answer is not kept.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import types
 
 import nats
@@ -151,3 +155,39 @@ async def test_an_event_without_a_digest_is_not_the_finders(bus):
     push_event = events.make({"id": "1", "source": "https://github.com/acme/web", "type": "com.github.push"},
                              {"after": SHA})
     assert await revisions.find(push_event, bus) is None
+
+
+# -- rules test: which commit a rule would report to, without a bus -----------------------------------------
+
+RULE = ("kind: TriggerRule\nmetadata: {name: verify-web}\nspec:\n"
+        "  filters: [{prefix: {type: dev.cdevents.artifact.published}}]\n"
+        "  action: {exec: {command: [echo]}}\n")
+
+
+def rules_test(tmp_path, event: events.CloudEvent, *extra: str) -> subprocess.CompletedProcess:
+    (tmp_path / "rule.yaml").write_text(RULE)
+    (tmp_path / "event.json").write_bytes(events.dumps(event))
+    env = {**os.environ, "TRIGGER_ROUTER_REPORTERS__GITLAB__URL": GITLAB, "TRIGGER_ROUTER_REGISTRIES__RESOLVE_ATTEMPTS": "1"}
+    return subprocess.run([sys.executable, "-m", "router.cli", "rules", "test", str(tmp_path / "rule.yaml"),
+                           "--event", str(tmp_path / "event.json"), *extra],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+async def test_rules_test_shows_the_repository_and_sha_from_the_labels(oci_registry, tmp_path):
+    digest = await push(tmp_path, oci_registry, "web", LABELS)
+    result = await asyncio.to_thread(rules_test, tmp_path, published(oci_registry, "web", digest))
+    assert result.returncode == 0, result.stderr
+    assert (f"commit: gitlab platform/web @ {SHA[:12]} (from label org.opencontainers.image.revision of "
+            f"{digest[:19]}… in {oci_registry.host}/web)") in result.stdout
+    as_json = await asyncio.to_thread(rules_test, tmp_path, published(oci_registry, "web", digest), "--json")
+    [entry] = json.loads(as_json.stdout)
+    assert entry["commit"]["provider"] == "gitlab" and entry["commit"]["repository"] == "platform/web"
+    assert entry["commit"]["sha"] == SHA
+
+
+async def test_rules_test_says_why_nothing_would_be_reported_without_labels(oci_registry, tmp_path):
+    digest = await push(tmp_path, oci_registry, "web", None)
+    result = await asyncio.to_thread(rules_test, tmp_path, published(oci_registry, "web", digest))
+    assert result.returncode == 0, result.stderr
+    assert (f"commit: none: image {digest[:19]}… in {oci_registry.host}/web has no label "
+            "org.opencontainers.image.revision (its labels: none)") in result.stdout
