@@ -8,7 +8,8 @@ the repository URL. This commit finder reads them from the registry through the 
 client and authentication (``digests.Resolver.image_config``), never a second registry client.
 
 - Which image: ``customData.repository``/``digest`` of ``artifact.published``, the first entry
-  with a digest of ``data.images`` (``rollout_completed``) or ``customData.images`` (``service.*``),
+  with a digest of ``data.images`` (``rollout_completed``, ``rollout_failed``, a pod's ``crashloop``,
+  ``oomkilled``, ``image_pull_failed``) or ``customData.images`` (``service.*``),
   an ``image`` reference pinned by digest, or a subject that is a digest under an
   ``https://<host>/<path>`` source. An event naming none is not this finder's (``None``).
 - A digest never changes, so what its config says is kept per digest in a JetStream KV bucket
