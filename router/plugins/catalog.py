@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from pydantic import BaseModel
 
+from router import errors
 from router.config import settings as config
 from router.model import commits
 from router.plugins import actions, reporters
@@ -44,7 +45,8 @@ SettingsHook = Callable[[Any], None]
 """``(settings)``: told the loaded settings once, before the command runs (see :func:`on_settings`)."""
 CommitFinder = Callable[[Any, Any], Awaitable["tuple[Any, str] | None"]]
 """``(event, bus) -> (Commit | None, why) | None``: the commit an event's image was built from
-(``None``: this finder does not apply to the event)."""
+(``None``: this finder does not apply to the event); ``errors.TemporaryError`` when it cannot tell
+now (a registry that cannot be reached): the engine reports that stage later."""
 RuleSourceRun = Callable[[Any, Any, Any], Awaitable[None]]
 """``(settings, bus, sink)``: runs for the life of the process, calling ``sink.publish(rules)``."""
 
@@ -161,6 +163,8 @@ class Catalog:
             for candidate in (event, *joined):
                 try:
                     answer = await find(candidate, bus)
+                except errors.TemporaryError as exc:  # the engine retries later; a dry run says so
+                    answer = None, f"{exc} (temporary: the reporting engine asks again later)"
                 except Exception as exc:  # a broken finder must not hide the others' answers
                     log.exception("commit finder %s failed on %s %s", name, candidate.type, candidate.id)
                     answer = None, f"commit finder {name} failed: {exc.__class__.__name__}: {exc}"

@@ -14,7 +14,8 @@ client and authentication (``digests.Resolver.image_config``), never a second re
   ``https://<host>/<path>`` source. An event naming none is not this finder's (``None``).
 - A digest never changes, so what its config says is kept per digest in a JetStream KV bucket
   (``registries.labels.cache_bucket``): labels found, and "no labels" too. A registry that cannot
-  be read is not kept: the next run asks again. ``bus`` is ``None`` in ``rules test``: no cache.
+  be read is not kept, and is no answer: ``errors.TemporaryError``, so the reporting engine
+  reports that stage later. ``bus`` is ``None`` in ``rules test``: no cache.
 - Credentials go only to the registry configured for a host: ``registries.labels.registries[]``,
   Docker Hub's and Quay's from their sections; any other host is read anonymously (plain HTTP on
   loopback only), so an event cannot steer credentials elsewhere.
@@ -207,7 +208,8 @@ def commit_from(found: dict[str, Any], repository: str, digest: str) -> tuple[co
 
 @plugins.commit_finder("image-labels")
 async def find(event: events.CloudEvent, bus: Any) -> tuple[commits.Commit | None, str] | None:
-    """The commit the event's image was built from; ``None`` when the event names no image digest."""
+    """The commit the event's image was built from; ``None`` when the event names no image digest;
+    ``errors.TemporaryError`` when the registry cannot be read now."""
     if not _current.labels.enabled:
         return None
     image = image_of(event)
@@ -217,5 +219,6 @@ async def find(event: events.CloudEvent, bus: Any) -> tuple[commits.Commit | Non
     try:
         found = await read_labels(repository, digest, bus)
     except errors.TemporaryError as exc:
-        return None, f"registry unreachable (temporary, asked again next time): {exc}"
+        # Not an answer: the reporting engine retries the stage, rules test shows this as the reason.
+        raise errors.TemporaryError(f"registry unreachable (temporary, not cached): {exc}", delay=exc.delay) from exc
     return commit_from(found, repository, digest)

@@ -20,7 +20,7 @@ import pytest
 
 from handlers.sources.registries import revisions
 from router.config import settings as settings_mod
-from router.plugins import artifacts, events
+from router.plugins import artifacts, errors, events
 from tests.support import ociimage
 
 SHA = "0a2c3e4f5b6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
@@ -142,10 +142,12 @@ async def test_a_second_lookup_is_answered_from_the_cache_without_the_registry(o
 async def test_an_unreachable_registry_is_temporary_and_not_cached(oci_registry, tmp_path, bus):
     digest = await push(tmp_path, oci_registry, "web", LABELS)
     oci_registry.stop()
-    commit, why = await revisions.find(published(oci_registry, "web", digest), bus)
-    assert commit is None
-    assert why.startswith("registry unreachable (temporary, asked again next time): registry "
-                          f"http://{oci_registry.host} unreachable or refusing: cannot read the image config of web@{digest}")
+    with pytest.raises(errors.TemporaryError) as raised:  # the engine reports the stage later
+        await revisions.find(published(oci_registry, "web", digest), bus)
+    assert str(raised.value).startswith(
+        f"registry unreachable (temporary, not cached): registry http://{oci_registry.host} unreachable or "
+        f"refusing: cannot read the image config of web@{digest}")
+    assert await (await revisions._bucket(bus)).get(digest.replace(":", "_")) is None
     oci_registry.start()
     commit, _ = await revisions.find(published(oci_registry, "web", digest), bus)
     assert commit is not None and commit.sha == SHA
@@ -191,3 +193,13 @@ async def test_rules_test_says_why_nothing_would_be_reported_without_labels(oci_
     assert result.returncode == 0, result.stderr
     assert (f"commit: none: image {digest[:19]}… in {oci_registry.host}/web has no label "
             "org.opencontainers.image.revision (its labels: none)") in result.stdout
+
+
+async def test_rules_test_says_the_registry_is_unreachable_and_that_this_is_temporary(oci_registry, tmp_path):
+    digest = await push(tmp_path, oci_registry, "web", LABELS)
+    oci_registry.stop()
+    result = await asyncio.to_thread(rules_test, tmp_path, published(oci_registry, "web", digest))
+    assert result.returncode == 0, result.stderr
+    assert (f"commit: none: registry unreachable (temporary, not cached): registry http://{oci_registry.host} "
+            f"unreachable or refusing: cannot read the image config of web@{digest}") in result.stdout
+    assert "(temporary: the reporting engine asks again later)" in result.stdout

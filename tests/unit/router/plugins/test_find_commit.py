@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from router import errors
 from router.model import commits, events
 from router.plugins import catalog
 
@@ -64,3 +65,14 @@ async def test_no_commit_anywhere_says_the_last_finders_why(plugins):
     plugins.commit_finder("labels")(labels)
     commit, why = await plugins.find_commit(ARTIFACT)
     assert commit is None and why == (await labels(ARTIFACT, None))[1]
+
+
+async def test_a_finder_that_cannot_tell_now_is_a_temporary_reason_in_a_dry_run(plugins):
+    async def unreachable(event, bus):
+        raise errors.TemporaryError("registry unreachable (temporary, not cached): connection refused")
+
+    plugins.commit_finder("labels")(unreachable)
+    commit, why = await plugins.find_commit(ARTIFACT)
+    assert commit is None
+    assert why == ("registry unreachable (temporary, not cached): connection refused "
+                   "(temporary: the reporting engine asks again later)")
