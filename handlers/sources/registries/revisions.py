@@ -91,21 +91,31 @@ def image_of(event: events.CloudEvent) -> tuple[str, str] | None:
         return custom["repository"], custom["digest"]
     for entries in (data.get("images"), custom.get("images")):
         for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and references.is_sha256(entry.get("digest")) \
-                    and isinstance(entry.get("repository"), str):
+            if not isinstance(entry, dict):
+                continue
+            if references.is_sha256(entry.get("digest")) and isinstance(entry.get("repository"), str):
                 return entry["repository"], entry["digest"]
-    image = data.get("image")
-    if isinstance(image, str) and "@sha256:" in image:
-        try:
-            parsed = references.parse_image(image)
-        except references.InvalidReference:
-            parsed = None
-        if parsed is not None and parsed.digest and parsed.domain:
-            return parsed.name, parsed.digest
+            pinned = _pinned(entry.get("image"))  # no pod reported its imageID yet
+            if pinned is not None:
+                return pinned
+    pinned = _pinned(data.get("image"))
+    if pinned is not None:
+        return pinned
     subject, source = event.attributes.get("subject"), event.source
     if references.is_sha256(subject) and source.startswith("https://") and "/" in source[8:]:
         return source[8:], subject
     return None
+
+
+def _pinned(image: Any) -> tuple[str, str] | None:
+    """(``host/path``, digest) of an image reference pinned by digest (``host/path[:tag]@sha256:…``)."""
+    if not isinstance(image, str) or "@sha256:" not in image:
+        return None
+    try:
+        parsed = references.parse_image(image)
+    except references.InvalidReference:
+        return None
+    return (parsed.name, parsed.digest) if parsed.digest and parsed.domain else None
 
 
 def _short(digest: str) -> str:

@@ -39,7 +39,8 @@ PUSHED = artifacts.published(
      ("registry.example/team/web", DIGEST)),
     (event("dev.cncf.distribution.push", {}, source="https://127.0.0.1:5000/web", subject=DIGEST),
      ("127.0.0.1:5000/web", DIGEST)),
-    (event("io.k8s.pod.crashloop", {"images": [entry(None)]}), None),
+    (event("io.k8s.pod.crashloop", {"images": [entry(None)]}), ("127.0.0.1:5000/web", DIGEST)),  # the pinned image
+    (event("io.k8s.pod.crashloop", {"images": [{**entry(None), "image": "127.0.0.1:5000/web:1"}]}), None),
     (event("dev.cncf.distribution.push", {}, source="https://127.0.0.1:5000/web", subject="v1"), None),
     (event("com.github.push", {"after": "a" * 40}, source="https://github.com/acme/web"), None),
     (event("com.example.deployed", {"image": "registry.example/web:1"}), None),
