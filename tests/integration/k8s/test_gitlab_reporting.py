@@ -6,8 +6,9 @@ Kubernetes control plane where kwok runs the Deployment's pods (``rollout_comple
 correlated rule joining the two by digest that runs ``rolloutCheck``, and the reporting engine
 posting ``gitlabCommitStatus``. The commit comes from nowhere but the image's labels.
 
-The second case is point 3: a Deployment that cannot roll out (``rollout_failed``) reports
-``failed`` on the commit its digest was built from.
+Point 3: a Deployment that cannot roll out (``rollout_failed``) and a crash-looping pod
+(``crashloop``) report ``failed`` on the commit their digest was built from. An image built without
+labels gets no status: its reports are ``skipped`` with the reason ``rules test`` gives as well.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SECRET = "registry-notify-secret"
 PROJECT = "platform/web"
 BUILT = "3b18e512dba79e4c8300dd08aeb37f8e728b8dad"
 FAILING = "9c9d5e5b3f3b2a1f0e6d7c8b9a0f1e2d3c4b5a69"
+CRASHING = "51c0ffee51c0ffee51c0ffee51c0ffee51c0ffee"
 
 
 def rules(path, namespace: str) -> str:
@@ -55,8 +57,12 @@ def rules(path, namespace: str) -> str:
         "action": {"rolloutCheck": {"namespace": namespace, "name": "{{ data.name }}",
                                     "expectedDigest": "{{ data.images[0].digest }}", "timeout": "5s"}},
         "report": [{"gitlabCommitStatus": {"name": "rollout/{{ data.name }}"}}]}}
+    crashing = {"kind": "TriggerRule", "metadata": {"name": "crashloop"}, "spec": {
+        "filters": [{"exact": {"type": "io.k8s.pod.crashloop"}}],
+        "action": {"exec": {"command": ["/bin/sh", "-c", "echo $0 is crash-looping; exit 3", "{{ data.container }}"]}},
+        "report": [{"gitlabCommitStatus": {"name": "crashloop/{{ data.owner.name }}"}}]}}
     file = path / "rules.yaml"
-    file.write_text("\n---\n".join(json.dumps(rule) for rule in (verify, failed)))
+    file.write_text("\n---\n".join(json.dumps(rule) for rule in (verify, failed, crashing)))
     return str(file)
 
 
@@ -73,7 +79,8 @@ async def stack(tmp_path, nats_server, kube_cluster, kube_client, namespace, git
     port = free_port()
     registry = RegistryServer(tmp_path / "registry", notify_url=f"http://127.0.0.1:{port}/webhooks/distribution",
                               notify_authorization=f"Bearer {SECRET}").start()
-    watches = [{"group": "apps", "kind": "Deployment", "namespaces": [namespace]}]
+    watches = [{"group": "apps", "kind": "Deployment", "namespaces": [namespace]},
+               {"group": "", "kind": "Pod", "namespaces": [namespace]}]
     router = routers.start_router(
         nats_server.url, rules(tmp_path, namespace), port, tmp_path, "router",
         REGISTRIES__DISTRIBUTION__SECRETS=json.dumps([SECRET]), KUBERNETES__KUBECONFIG=str(kube_cluster.kubeconfig),
@@ -96,9 +103,10 @@ async def push(tmp_path, registry: RegistryServer, name: str, revision: str, git
     return await asyncio.to_thread(ociimage.push, root, "v1", f"{registry.host}/{name}:v1")
 
 
-async def statuses(gitlab: GitLabAPI, sha: str, final: str, log) -> list[dict]:
+async def statuses(gitlab: GitLabAPI, sha: str, final: str, log, name: str | None = None) -> list[dict]:
+    """The statuses (named ``name``, if given) on ``sha`` once the newest of them is ``final``."""
     async def look():
-        found = gitlab.statuses.get((PROJECT, sha), [])
+        found = [s for s in gitlab.statuses.get((PROJECT, sha), []) if name is None or s["name"] == name]
         return found if found and found[-1]["status"] == final else None
     return await routers.until(look, 120, f"a {final} status on {sha[:12]}", log)
 
@@ -131,6 +139,34 @@ async def test_a_failed_rollout_is_reported_failed_on_the_commit_its_digest_was_
     assert status["name"] == "rollout/stuck"
     assert "rollout failed" in status["description"] and "ProgressDeadlineExceeded" in status["description"]
     assert set(gitlab.statuses) == {(PROJECT, FAILING)}
+
+
+async def test_a_crashloop_is_reported_failed_on_the_commit_its_digest_was_built_from(
+        stack, gitlab, tmp_path, kube_client, namespace):
+    registry, log = stack
+    digest = await push(tmp_path, registry, "crash", CRASHING, gitlab)
+    image = f"{registry.host}/crash@{digest}"
+    await apply_deployment(kube_client, namespace, deployment("crash", image, 1))
+    pod = await _running_pod(kube_client, namespace, "crash")
+    # kwok never crashes a container; the status a kubelet would write is written here instead.
+    await kube_client.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+                              content_type="application/merge-patch+json", body={"status": {"containerStatuses": [{
+                                  "name": "app", "image": image, "imageID": "", "ready": False, "restartCount": 4,
+                                  "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})
+
+    [status] = await statuses(gitlab, CRASHING, "failed", log, "crashloop/crash")
+    assert status["description"] == "failure: exit code 3"
+    assert set(gitlab.statuses) == {(PROJECT, CRASHING)}  # verify-web's success for the rollout is here too
+
+
+async def _running_pod(client, namespace: str, app: str) -> str:
+    async with asyncio.timeout(60):
+        while True:
+            pods = (await client.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                         query={"labelSelector": f"app={app}"}))["items"]
+            if pods and pods[0].get("status", {}).get("phase") == "Running":
+                return pods[0]["metadata"]["name"]
+            await asyncio.sleep(0.2)
 
 
 async def test_without_labels_nothing_is_reported_and_rules_test_says_why(stack, gitlab, tmp_path, kube_client,
