@@ -12,7 +12,7 @@ via :run from :running``. A repeat is what a redelivered stage sends, so that an
 the status is already further along) counts as done, as does a stage whose state this reporter's
 stored ``state`` says it already posted: every call is safe to repeat.
 
-429 and 5xx answers are ``TemporaryError`` with the delay GitLab asked for (``Retry-After``, or
+429, 409 (a concurrent update of the same status) and 5xx answers are ``TemporaryError`` with the delay GitLab asked for (``Retry-After``, or
 ``RateLimit-Remaining: 0`` + ``RateLimit-Reset``: ``plugins.ratelimits``); 401/403/404/422 and
 other refusals that no retry fixes are ``PermanentError`` naming the project and what to check,
 never the token.
@@ -161,7 +161,7 @@ async def report(params: GitLabStatus, context: reporters.Context, state: dict) 
         if already and already.group(1) in _ORDER and _ORDER[already.group(1)] >= _ORDER[wanted]:
             return {"state": already.group(1) if _ORDER[already.group(1)] > _ORDER[wanted] else wanted,
                     "repeated": True}
-    if status == 429 or status >= 500:
+    if status in (409, 429) or status >= 500:  # 409: the same status updated concurrently (a racing router)
         raise errors.TemporaryError(f"GitLab answered {status} for the commit status of {where}: {message}",
                                     delay=ratelimits.delay(status, answer_headers, text))
     raise errors.PermanentError(f"GitLab refused the commit status {wanted!r} for {where}: {status} {message}"

@@ -123,10 +123,14 @@ async def test_429_is_temporary_with_the_delay_gitlab_asked_for(api, configured,
     assert (await gitlab.report(params(), context("queued"), {}))["state"] == "pending"  # the next one goes through
 
 
-async def test_5xx_and_an_unreachable_gitlab_are_temporary(api, configured):
-    api.script(502, body="Bad Gateway")
-    with pytest.raises(errors.TemporaryError, match="502"):
+@pytest.mark.parametrize("status", [409, 500, 502, 503])
+async def test_5xx_and_a_conflict_are_temporary(api, configured, status):
+    api.script(status, body='{"message": "try again"}')
+    with pytest.raises(errors.TemporaryError, match=f"GitLab answered {status} .*: try again"):
         await gitlab.report(params(), context("queued"), {})
+
+
+async def test_an_unreachable_gitlab_is_temporary(api, configured):
     configured(URL="http://127.0.0.1:1")
     with pytest.raises(errors.TemporaryError, match="ClientConnectorError"):
         await gitlab.report(params(), context("queued"), {})
