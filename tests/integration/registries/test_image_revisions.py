@@ -17,11 +17,14 @@ import types
 
 import nats
 import pytest
+from aiohttp import web
 
 from handlers.sources.registries import revisions
 from router.config import settings as settings_mod
 from router.plugins import artifacts, errors, events
 from tests.support import ociimage
+from tests.support.registryserver import RegistryServer
+from tests.support.tokenserver import TokenServer
 
 SHA = "0a2c3e4f5b6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
 OTHER = "ffeeddccbbaa99887766554433221100ffeeddcc"
@@ -203,3 +206,63 @@ async def test_rules_test_says_the_registry_is_unreachable_and_that_this_is_temp
     assert (f"commit: none: registry unreachable (temporary, not cached): registry http://{oci_registry.host} "
             f"unreachable or refusing: cannot read the image config of web@{digest}") in result.stdout
     assert "(temporary: the reporting engine asks again later)" in result.stdout
+
+
+# -- private registries: the digest resolver's basic and bearer-token authentication ---------------------
+
+USER, PASSWORD = "puller", "pull-password"
+
+
+@pytest.fixture(params=["htpasswd", "token"])
+async def private_registry(request, tmp_path):
+    runner = None
+    if request.param == "htpasswd":
+        htpasswd = tmp_path / "htpasswd"
+        htpasswd.write_text(subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True,
+                                           capture_output=True, text=True).stdout)
+        server = RegistryServer(tmp_path / "private", htpasswd=htpasswd)
+    else:
+        tokens = TokenServer({USER: PASSWORD})
+        runner = web.AppRunner(tokens.app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        server = RegistryServer(tmp_path / "private",
+                                token=tokens.registry_auth(url, tokens.write_bundle(tmp_path / "bundle.pem")))
+        server.tokens = tokens
+    yield server.start()
+    server.stop()
+    if runner:
+        await runner.cleanup()
+
+
+def configure_credentials(registry, **credentials) -> None:
+    revisions.configure(settings_mod.load(env={
+        "TRIGGER_ROUTER_REPORTERS__GITLAB__URL": GITLAB, "TRIGGER_ROUTER_REGISTRIES__RESOLVE_ATTEMPTS": "1",
+        "TRIGGER_ROUTER_REGISTRIES__LABELS__REGISTRIES": json.dumps([{"host": registry.host, "api_url": registry.url,
+                                                                        **credentials}])}))
+
+
+async def test_a_private_registry_is_read_with_the_configured_credentials(private_registry, tmp_path):
+    root = tmp_path / "image-private"
+    ociimage.layout(root, "v1", "private", LABELS)
+    digest = await asyncio.to_thread(ociimage.push, root, "v1", f"{private_registry.host}/team/web:v1",
+                                     creds=f"{USER}:{PASSWORD}")
+    configure_credentials(private_registry, username=USER, password=PASSWORD)
+    if hasattr(private_registry, "tokens"):
+        private_registry.tokens.requests.clear()
+    commit, _ = await revisions.find(published(private_registry, "team/web", digest), None)
+    assert (commit.repository, commit.sha) == ("platform/web", SHA)
+    if hasattr(private_registry, "tokens"):  # one token for the manifest and the config blob
+        assert private_registry.tokens.requests == [{"user": USER, "service": "trigger-router-test-registry",
+                                                     "scopes": ["repository:team/web:pull"]}]
+
+
+async def test_a_private_registry_without_credentials_is_temporary_and_says_so(private_registry, tmp_path):
+    root = tmp_path / "image-private"
+    ociimage.layout(root, "v1", "private", LABELS)
+    digest = await asyncio.to_thread(ociimage.push, root, "v1", f"{private_registry.host}/team/web:v1",
+                                     creds=f"{USER}:{PASSWORD}")
+    configure_credentials(private_registry)
+    with pytest.raises(errors.TemporaryError, match="basic credentials|refused the credentials|answered 401"):
+        await revisions.find(published(private_registry, "team/web", digest), None)
