@@ -107,9 +107,10 @@ async def read_body(request: web.Request) -> bytes:
 def encode(request: web.Request, batch: list[events.CloudEvent]) -> list[publishing.Outgoing]:
     """Every event of a request encoded and checked against every bound, before any is published."""
     bus, messages = request.app[BUS], []
+    trace = tracecontext.of_request(request.headers)
     for index, event in enumerate(batch):
         try:
-            messages.append(bus.encode(tracecontext.ensure(event, request.headers)))
+            messages.append(bus.encode(tracecontext.ensure(event, trace)))
         except errors.IngestError as exc:
             if len(batch) == 1:
                 raise

@@ -21,7 +21,7 @@ from typing import Mapping
 
 from router.model import events
 
-__all__ = ["ATTRIBUTE", "STATE", "child", "ensure", "new", "parse", "trace_id", "valid"]
+__all__ = ["ATTRIBUTE", "STATE", "child", "continued", "ensure", "new", "of", "of_request", "parse", "trace_id", "valid"]
 
 ATTRIBUTE = "traceparent"
 STATE = "tracestate"
@@ -77,6 +77,7 @@ def ensure(event: events.CloudEvent, incoming: Mapping[str, str] | None = None) 
     if of(event) is not None:
         return event
     attributes = dict(event.attributes)
+    attributes.pop(STATE, None)  # a tracestate belongs to the traceparent it came with
     header = _header(incoming, ATTRIBUTE) if incoming else None
     if valid(header):
         attributes[ATTRIBUTE] = header.strip()
@@ -85,17 +86,36 @@ def ensure(event: events.CloudEvent, incoming: Mapping[str, str] | None = None) 
             attributes[STATE] = state.strip()
     else:
         attributes[ATTRIBUTE] = new()
-        attributes.pop(STATE, None)  # a tracestate belongs to the traceparent it came with
     return events.CloudEvent(attributes, event.data, event._json)
 
 
 def continued(cause: events.CloudEvent) -> dict[str, str]:
-    """The attributes an event caused by ``cause`` carries: the same trace, a span of its own."""
-    attributes = {ATTRIBUTE: child(of(cause))}
+    """The attributes an event caused by ``cause`` carries: the same trace, a span of its own.
+
+    None when ``cause`` has no trace yet (a webhook's derived CDEvent, made before the edge gives
+    the request's trace to every event of the request)."""
+    parent = of(cause)
+    if parent is None:
+        return {}
+    attributes = {ATTRIBUTE: child(parent)}
     state = cause.attributes.get(STATE)
-    if isinstance(state, str) and of(cause) is not None:
+    if isinstance(state, str):
         attributes[STATE] = state
     return attributes
+
+
+def of_request(headers: Mapping[str, str]) -> dict[str, str]:
+    """The trace of an HTTP request: its valid ``traceparent`` (and ``tracestate``), else a new one.
+
+    One per request, so a webhook's event and the CDEvent derived from it share one trace."""
+    header = _header(headers, ATTRIBUTE)
+    if not valid(header):
+        return {ATTRIBUTE: new()}
+    trace = {ATTRIBUTE: header.strip()}
+    state = _header(headers, STATE)
+    if state and len(state) <= MAX_TRACESTATE and state.isprintable():
+        trace[STATE] = state.strip()
+    return trace
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:

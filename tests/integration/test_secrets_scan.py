@@ -261,10 +261,12 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-async def test_no_secret_is_logged_answered_or_stored(tmp_path):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_secret_is_logged_answered_or_stored(tmp_path, log_format):
     server = NatsServer(tmp_path / "js", "-c", str(nats_config(tmp_path / "nats.conf"))).start()
     http_port, closed_port = free_ports(2)
     env = environment(tmp_path, server.port, http_port, closed_port)
+    env["TRIGGER_ROUTER_LOG__FORMAT"] = log_format  # JSON lines carry fields (run_id, delivery...) besides the message
     admin_url = f"nats://{URL_USER}:{SECRETS['nats url password']}@127.0.0.1:{server.port}"
     seen = Seen()
     assert cli(["config", "check"], env, seen) == 0

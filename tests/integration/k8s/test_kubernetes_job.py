@@ -14,7 +14,7 @@ import yaml
 from handlers.actions import kubernetes_job
 from router import errors
 from router.engine import runs
-from router.model import events
+from router.model import events, tracecontext
 from router.plugins import actions, catalog
 from router.rules import loading as rules
 from tests.integration.test_routing import outcomes_for, start_routing, stop
@@ -50,8 +50,12 @@ spec:
 """
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def deployed_event(event_id: str) -> events.CloudEvent:
-    return events.make({"id": event_id, "source": "/tests/deployer", "type": "dev.example.deployed"},
+    return events.make({"id": event_id, "source": "/tests/deployer", "type": "dev.example.deployed",
+                        "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"},
                        {"service": "web", "digest": DIGEST})
 
 
@@ -83,6 +87,11 @@ async def test_job_outcome(edge, tmp_path, kube_client, namespace, name, annotat
     assert job["metadata"]["labels"]["trigger-router.dev/run-id"] == run_id
     assert job["metadata"]["annotations"]["trigger-router.dev/event-id"] == trigger.id
     assert job["spec"]["activeDeadlineSeconds"] == deadline and job["spec"]["ttlSecondsAfterFinished"] == 3600
+    # The trigger's trace continues in the Job: on the Job, on its pods, and in the test's environment.
+    traceparent = job["metadata"]["annotations"]["trigger-router.dev/traceparent"]
+    assert tracecontext.trace_id(traceparent) == TRACE and not traceparent.endswith("00f067aa0ba902b7-01")
+    assert job["spec"]["template"]["metadata"]["annotations"]["trigger-router.dev/traceparent"] == traceparent
+    assert {"name": "TRACEPARENT", "value": traceparent} in container["env"]
     if name == "ok":
         [pod] = check["pods"]
         [status] = pod["containers"]
