@@ -97,6 +97,7 @@ class App:
         return f"{signing_input}.{_b64url(signature)}"
 
     async def _as_app(self, http: Any, method: str, path: str) -> github_api.Answer:
+        """A request signed with the App's JWT; its answer if 2xx or 404 (the caller says what is missing)."""
         answer = await github_api.send(http, method, self.api_url + path, authorization=f"Bearer {self.jwt()}",
                                        timeout=self.settings.request_timeout)
         if answer.status == 401:
@@ -104,7 +105,7 @@ class App:
             raise errors.PermanentError(
                 f"{method} {path}: GitHub refused the App's JWT ({answer.message()}); check that "
                 f"reporters.github.private_key belongs to app_id {self.settings.app_id} and that the clock is right")
-        if answer.status >= 400:
+        if answer.status >= 400 and answer.status != 404:
             raise github_api.refuse(answer, f"{method} {path}")
         return answer
 
@@ -112,13 +113,9 @@ class App:
         if self.settings.installation_id is not None:
             return self.settings.installation_id
         if repository not in self._installations:
-            try:
-                answer = await self._as_app(http, "GET", f"/repos/{repository}/installation")
-            except errors.PermanentError as exc:
-                if "answered 404" in str(exc):
-                    raise errors.PermanentError(f"the GitHub App {self.settings.app_id} is not installed on "
-                                                f"{repository} (or cannot see it)") from None
-                raise
+            answer = await self._as_app(http, "GET", f"/repos/{repository}/installation")
+            if answer.status == 404:
+                raise errors.PermanentError(f"the GitHub App {self.settings.app_id} is not installed on {repository}")
             found = (answer.json() or {}).get("id")
             if not isinstance(found, int):
                 raise errors.TemporaryError(f"GET /repos/{repository}/installation: no installation id in the answer")
@@ -135,7 +132,11 @@ class App:
             if cached is not None and cached.expires - time.time() > REFRESH_BEFORE:
                 return cached.value
             path = f"/app/installations/{installation}/access_tokens"
-            data = (await self._as_app(http, "POST", path)).json() or {}
+            answer = await self._as_app(http, "POST", path)
+            if answer.status == 404:
+                raise errors.PermanentError(f"POST {path}: GitHub App {self.settings.app_id} has no installation "
+                                            f"{installation} (reporters.github.installation_id)")
+            data = answer.json() or {}
             value, expires_at = data.get("token"), data.get("expires_at")
             if not isinstance(value, str) or not value:
                 raise errors.TemporaryError(f"POST {path}: no token in GitHub's answer")

@@ -125,6 +125,12 @@ async def test_an_app_not_installed_on_the_repository_is_permanent(github):
         await report("githubCheckRun", {}, context("started"))
 
 
+async def test_a_wrong_installation_id_is_permanent(github):
+    github.configure(installation_id="99")
+    with pytest.raises(errors.PermanentError, match="has no installation 99"):
+        await report("githubStatus", {}, context("queued"))
+
+
 async def test_github_unreachable_is_temporary(github):
     await github.api.stop()
     with pytest.raises(errors.TemporaryError, match="cannot reach GitHub"):
