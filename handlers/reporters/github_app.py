@@ -15,8 +15,9 @@ The installation is ``reporters.github.installation_id`` or, unset, the one inst
 repository (``GET /repos/{owner}/{repo}/installation``), cached per repository.
 
 Reporters receive no settings, so ``serve`` hands them over at start through a background part
-(:func:`configure`, as the Kubernetes client does): it also checks the private key once there, so a
-key that is not a PEM RSA key fails ``/readyz`` at start instead of every report later.
+(:func:`configure`, as the Kubernetes client does): it also checks the private key once there, so
+``serve`` refuses to start with a key that is not a PEM RSA key (one line naming the setting)
+instead of failing every report later.
 """
 
 from __future__ import annotations
