@@ -1,3 +1,4 @@
 """Reporters that rules list in ``spec.report``: where a run's progress and verdict are told. Importing registers each one."""
 
-from handlers.reporters import github_check_run, github_deployment_status, github_status  # noqa: F401  (registration by import)
+from handlers.reporters import cloudevent  # noqa: F401  (registration by import)
+from handlers.reporters import github_check_run, github_deployment_status, github_status  # noqa: F401

@@ -23,7 +23,8 @@ from router.rules.matching import Matcher
 
 def _load(paths: list[str], settings: settings_mod.Settings) -> list[rules.Rule]:
     """The rules as ``serve`` with these settings would load them (``bus.max_age``, ``rules.allow_empty``)."""
-    return rules.load(paths, catalog.load().actions, settings.bus.max_age, settings.rules.allow_empty)
+    plugins = catalog.load()
+    return rules.load(paths, plugins.actions, settings.bus.max_age, settings.rules.allow_empty, plugins.reporters)
 
 
 def validate(paths: list[str], settings: settings_mod.Settings) -> int:

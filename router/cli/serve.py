@@ -36,6 +36,7 @@ from router.edge import protocol
 from router.engine import runs
 from router.engine import supervisor as supervision
 from router.engine.executor import Executor
+from router.engine.reporting import ReportWorker
 from router.engine.routing import EventRouter
 from router.plugins import catalog
 from router.rules import loading as rules
@@ -71,7 +72,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
     # Invalid rules stop start-up with the file, rule and field: better than serving without them.
     matcher = Matcher(rules.load(settings.rules.paths, plugins.actions, settings.bus.max_age,
-                                 settings.rules.allow_empty)) if settings.rules.paths else Matcher([])
+                                 settings.rules.allow_empty, plugins.reporters)) if settings.rules.paths else Matcher([])
     routing = settings.router.enabled
     bus = Bus(settings.nats, settings.bus, [runs.runs_stream_config(settings)] if routing else [])
     supervisor = supervision.Supervisor(stop)
@@ -173,6 +174,7 @@ class Routing:
 
     def supervise(self, supervisor: supervision.Supervisor) -> None:
         supervisor.add("executor", self.execute)
+        supervisor.add("reporter", self.report)
         if self.settings.rules.paths or self.rule_sources:
             # Without rules nothing can ever match: consuming every event would only cost the
             # ingest path CPU (bench/ingest.py). Executors still serve `runs retry` and other routers.
@@ -182,7 +184,8 @@ class Routing:
         if self.settings.rules.paths:
             supervisor.add("reloader", self.reload)
         for source in self.rule_sources:
-            sink = Sink(self.ruleset, source.name, self.plugins.actions, self.settings.bus.max_age)
+            sink = Sink(self.ruleset, source.name, self.plugins.actions, self.settings.bus.max_age,
+                        self.plugins.reporters)
             supervisor.add(f"rules/{source.name}", functools.partial(source.run, self.settings, self.bus, sink))
 
     def apply(self, new: Matcher) -> None:
@@ -197,6 +200,9 @@ class Routing:
     async def execute(self) -> None:
         await Executor(self.bus, self.settings, self.plugins, await self.states()).run()
 
+    async def report(self) -> None:
+        await ReportWorker(self.bus, self.settings, self.plugins).run()
+
     async def route(self) -> None:
         states = await self.states()  # first: rules applied while it waits must reach the router
         self.router = EventRouter(self.bus, self.settings, self.matcher, states)
@@ -205,4 +211,5 @@ class Routing:
     async def reload(self) -> None:
         settings, plugins = self.settings, self.plugins
         await RuleReloader(settings.rules.paths, plugins.actions, lambda m: self.ruleset.update("files", m.rules),
-                           settings.rules.reload_interval, settings.bus.max_age, settings.rules.allow_empty).run()
+                           settings.rules.reload_interval, settings.bus.max_age, settings.rules.allow_empty,
+                           plugins.reporters).run()

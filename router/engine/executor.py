@@ -38,7 +38,7 @@ from router import errors
 from router.bus import backoff, consumers, stored
 from router.bus.connection import Bus, subject_token
 from router.config.settings import Settings
-from router.engine import deadletters, lease, runs
+from router.engine import deadletters, lease, reports, runs
 from router.engine.policy import correlation
 from router.engine.policy import gate as gate_mod
 from router.engine.policy.store import PolicyStore
@@ -67,11 +67,13 @@ class Executor:
         self.active: set[asyncio.Task] = set()
         self.running: set[str] = set()
         """Run ids this process is carrying out; a redelivery of one of them is left to that task."""
+        self.reports: reports.ReportStates | None = None
         self.gate: gate_mod.Gate | None = None
         self.correlator: correlation.Correlator | None = None
 
     async def open_policies(self) -> None:
         store = await PolicyStore.open(self.bus.js, self.settings)
+        self.reports = await reports.ReportStates.open(self.bus.js, self.settings)
         self.gate = gate_mod.Gate(store, self.bus.nc, self.settings.router.control_subject)
         self.correlator = correlation.Correlator(store, self.bus, self.settings.router.runs_subject)
         await self.gate.start()
@@ -321,6 +323,8 @@ class Executor:
                 state["notBefore"] = record.not_before
         if record.events:
             state["joined"] = {name: {"id": e.get("id"), "type": e.get("type")} for name, e in record.events.items()}
+        if record.report:  # before the state: a run with a state and reporters always has its plan
+            await self.reports.plan(record.run_id, reports.entry_for(record))
         if await self.states.create(record.run_id, state) is not None:
             await self._publish("queued", record, trigger)
 

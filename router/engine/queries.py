@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from router.bus.connection import Bus
 from router.config.settings import Settings
-from router.engine import deadletters, runs
+from router.engine import deadletters, reports, runs
 from router.engine.policy import correlation
 from router.engine.policy.store import PolicyStore
 
@@ -32,7 +32,14 @@ async def list_runs(js: JetStreamContext, settings: Settings,
 
 
 async def get_run(js: JetStreamContext, settings: Settings, run_id: str) -> dict[str, Any] | None:
-    return await (await runs.RunStates.open(js, settings)).get(run_id)
+    """The run's state, with ``reports``: each reporter's progress and attempts (when it has reporters)."""
+    state = await (await runs.RunStates.open(js, settings)).get(run_id)
+    if state is not None:
+        found = await (await reports.ReportStates.open(js, settings)).get(run_id)
+        shown = reports.summary(found.value if found else None)
+        if shown:
+            state["reports"] = shown
+    return state
 
 
 async def retry_run(bus: Bus, settings: Settings, run_id: str) -> tuple[str, int, str]:

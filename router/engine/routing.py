@@ -27,11 +27,11 @@ from router import errors
 from router.bus import consumers
 from router.bus.connection import Bus
 from router.config.settings import Settings
-from router.engine import deadletters, runs
+from router.engine import deadletters, reports, runs
 from router.engine.policy import admission as admission_mod
 from router.engine.policy import correlation
 from router.engine.policy.store import PolicyStore
-from router.model import events
+from router.model import commits, events
 from router.model.bindings import nats as nats_binding
 from router.rules import celexpr
 from router.rules.loading import Rule
@@ -171,7 +171,19 @@ class EventRouter:
         return runs.RunRecord(run_id=run_id, rule=rule.name, params=params, environment=environment,
                               timeout=rule.policy.timeout, retry_limit=retry.limit, retry_backoff=retry.backoff,
                               retry_max_backoff=retry.max_backoff, action=rule.action.name,
-                              render_error=render_error, events=summaries, **runs.embed(event, *where))
+                              render_error=render_error, events=summaries, report=_report(rule, event, extra, joined),
+                              **runs.embed(event, *where))
+
+
+def _report(rule: Rule, event: events.CloudEvent, extra: dict | None, joined: dict | None) -> dict | None:
+    """The run's report plan: reporters rendered, and the commit the trigger or a joined event names."""
+    if not rule.reports:
+        return None
+    commit, why = commits.of(event)
+    for other in (joined or {}).values():
+        if commit is None:
+            commit, _ = commits.of(other)
+    return reports.plan(rule.render_reports(event, extra), commit, why, joined)
 
 
 def _where(msg: Msg) -> str:

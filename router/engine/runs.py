@@ -67,6 +67,8 @@ class RunRecord:
     """``[stream, sequence]`` of the triggering event when it is too large to embed."""
     summary: dict[str, str] | None = None
     """The triggering event's ``id``, ``source`` and ``type``, when the event itself is not embedded."""
+    report: dict[str, Any] | None = None
+    """``spec.report`` rendered, with the commit the trigger names (``router.engine.reports.plan``)."""
 
     def dumps(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()

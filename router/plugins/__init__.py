@@ -25,7 +25,8 @@ What is here, by use:
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
   :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
 - reporters: :func:`reporter`, :func:`commit_finder` (the commit of an event that names none), :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
-  :mod:`ratelimits` (how long a 429, a 403 rate limit or ``Retry-After`` asks to wait);
+  :mod:`ratelimits` (how long a 429, a 403 rate limit or ``Retry-After`` asks to wait),
+  :mod:`http_binding` (``to_binary``: an event as a binary-mode HTTP request);
 - the model: :class:`CloudEvent` and the :mod:`events`, :mod:`event_types`, :mod:`cdevents` and
   :mod:`artifacts` modules that build events; :mod:`commits` (``Commit``: which commit a run is about); :mod:`references`, the one parser of digests (bare,
   ``sha256%3A``, purl, image reference) and image references;
@@ -40,6 +41,7 @@ from router.bus.connection import Bus
 from router.config.base import Duration, Section, parse_duration
 from router.config.settings import Settings
 from router.model import artifacts, cdevents, commits, event_types, events, references
+from router.model.bindings import http as http_binding
 from router.model.events import CloudEvent
 from router.plugins import actions, auth, ratelimits, reporters
 from router.plugins.actions import Context, Params, Result
@@ -56,7 +58,7 @@ __all__ = [
     # actions
     "Context", "Params", "Result", "actions", "templates",
     # reporters
-    "ratelimits", "reporters",
+    "http_binding", "ratelimits", "reporters",
     # the model
     "CloudEvent", "artifacts", "cdevents", "commits", "event_types", "events", "references",
     # errors and settings

@@ -66,8 +66,12 @@ class Reporter:
     name: str
     params: type[BaseModel]
     run: ReporterRun
-    reacts: frozenset[str]
-    """The stages it is called at (default all three: ``queued``, ``started``, ``finished``)."""
+    reacts: frozenset[str] | Callable[[BaseModel], Any]
+    """The stages it is called at (default all three: ``queued``, ``started``, ``finished``), or a
+    function of its parameters giving them (``cloudevent``'s ``on``)."""
+
+    def stages(self, params: BaseModel) -> frozenset[str]:
+        return self.reacts if isinstance(self.reacts, frozenset) else frozenset(self.reacts(params))
 
 
 @dataclass
@@ -108,13 +112,13 @@ class Catalog:
         return register
 
     def reporter(self, name: str, *, params: type[BaseModel],
-                 reacts: tuple[str, ...] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
-        unknown = set(reacts) - set(STAGES)
+                 reacts: tuple[str, ...] | Callable[[BaseModel], Any] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
+        unknown = set() if callable(reacts) else set(reacts) - set(STAGES)
         if unknown:
             raise ValueError(f"reporter {name!r} reacts to unknown stages {sorted(unknown)}")
 
         def register(run: ReporterRun) -> ReporterRun:
-            self.add("reporters", name, Reporter(name, params, run, frozenset(reacts)))
+            self.add("reporters", name, Reporter(name, params, run, reacts if callable(reacts) else frozenset(reacts)))
             return run
 
         return register
@@ -208,9 +212,9 @@ def action(name: str, *, params: type[BaseModel]) -> Callable[[ActionRun], Actio
 
 
 def reporter(name: str, *, params: type[BaseModel],
-             reacts: tuple[str, ...] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
+             reacts: tuple[str, ...] | Callable[[BaseModel], Any] = STAGES) -> Callable[[ReporterRun], ReporterRun]:
     """Register ``async def report(params, context, state) -> dict | None`` as the reporter rules
-    list as ``name`` in ``spec.report``, called at the stages in ``reacts``."""
+    list as ``name`` in ``spec.report``, called at the stages in ``reacts`` (or ``reacts(params)``)."""
     return _current.reporter(name, params=params, reacts=reacts)
 
 

@@ -59,6 +59,9 @@ class Context:
     """Where the commit was found, or why there is none (for :class:`Skip` messages)."""
     attempt: int = 1
     """This stage's report attempt, from 1."""
+    last_attempt: bool = False
+    """No retry follows if this attempt fails temporarily (``reporting.max_attempts``): time to
+    dead-letter what could not be delivered."""
     result: Result | None = None
     """How the run ended (``finished`` only)."""
     run_attempts: int = 0

@@ -37,6 +37,16 @@ class ActionSpec(Protocol):
     params: type[BaseModel]
 
 
+@dataclass(frozen=True)
+class Report:
+    """One entry of ``spec.report``: a reporter and its still-templated parameters."""
+
+    reporter: ActionSpec
+    params: templates.Template
+    path: str
+    """``spec.report[0].githubCheckRun``: where render errors point."""
+
+
 @dataclass(frozen=True, eq=False)
 class Rule:
     name: str
@@ -51,6 +61,7 @@ class Rule:
     correlation: policy_spec.CompiledCorrelation | None = None
     namespace: str | None = None
     """A namespaced TriggerRule's namespace: its parameters may name no other (``confine``)."""
+    reports: tuple[Report, ...] = ()
 
     def matches(self, event: CloudEvent) -> bool:
         return self.filter.matches(event)
@@ -68,6 +79,23 @@ class Rule:
             return self.action.params.model_validate(rendered).model_dump(mode="json", by_alias=True, exclude_none=True)
         except ValidationError as exc:
             raise errors.PermanentError(f"rendered parameters are invalid: {_first_error(exc)}") from exc
+
+    def render_reports(self, event: CloudEvent, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``spec.report`` for ``event``: ``{"reporter", "params"}`` each, or ``{"reporter", "error"}``
+        when its templates cannot be rendered (that reporter fails; the run does not)."""
+        plans = []
+        for report in self.reports:
+            plan: dict[str, Any] = {"reporter": report.reporter.name}
+            try:
+                rendered = report.params.render(event, extra)
+                plan["params"] = report.reporter.params.model_validate(rendered).model_dump(
+                    mode="json", by_alias=True, exclude_none=True)
+            except errors.PermanentError as exc:
+                plan["error"] = f"{report.path}: {exc}"
+            except ValidationError as exc:
+                plan["error"] = f"{report.path}: rendered parameters are invalid: {_first_error(exc)}"
+            plans.append(plan)
+        return plans
 
     def environment_for(self, event: CloudEvent) -> str:
         if self.environment is None:
@@ -113,8 +141,11 @@ def _loc(parts: Iterable[Any]) -> str:
 
 def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec],
                      max_age: float | None = None, *, name: str | None = None, namespace: str | None = None,
-                     namespaced_actions: frozenset[str] | None = None) -> Rule:
+                     namespaced_actions: frozenset[str] | None = None,
+                     reporters: Mapping[str, ActionSpec] | None = None) -> Rule:
     """One rule; ``max_age`` (``bus.max_age``): refuse a policy whose runs could wait longer.
+
+    ``reporters``: the plug-in catalog's, for ``spec.report`` (none known when not given).
 
     ``name``: the rule's name instead of ``metadata.name`` (a TriggerRule is ``<namespace>/<name>``).
     ``namespace``: the rule may act in that namespace only, with one of ``namespaced_actions``."""
@@ -143,13 +174,9 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
             if problem:
                 where, _, message = problem.partition(": ")
                 raise errors.RuleError(message, field=where)
-        try:
-            action.params.model_validate(raw_params)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-            raise errors.RuleError(message, field=f"{params_path}.{_loc(first['loc'])}".rstrip(".")) from exc
+        _validated(action.params, raw_params, params_path)
         params = templates.Template(raw_params, params_path)
+        reports = tuple(_report(entry, i, reporters or {}) for i, entry in enumerate(spec.report))
         environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
         keys = policy_spec.compile_keys(spec.policy)
         policy_spec.check_limits(spec.policy, max_age)
@@ -160,7 +187,30 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
     except errors.RuleError as exc:
         raise errors.RuleError(exc.message, file=file, rule=name or parsed.metadata.name, field=exc.field) from exc
     return Rule(name or parsed.metadata.name, file, spec.description, AllOf(members), action, params, environment,
-                spec.policy, keys, correlation, namespace)
+                spec.policy, keys, correlation, namespace, reports)
+
+
+def _validated(model: type[BaseModel], raw: Any, path: str) -> None:
+    """Parameters as written (templates unrendered) against a plug-in's model; RuleError at the field."""
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise errors.RuleError(message, field=f"{path}.{_loc(first['loc'])}".rstrip(".")) from exc
+
+
+def _report(entry: dict[str, Any], index: int, reporters: Mapping[str, ActionSpec]) -> Report:
+    path = f"spec.report[{index}]"
+    known = ", ".join(sorted(reporters)) or "none"
+    if len(entry) != 1:
+        raise errors.RuleError(f"one reporter per entry, found {len(entry)} (known: {known})", field=path)
+    (name,) = entry
+    if name not in reporters:
+        raise errors.RuleError(f"unknown reporter {name!r} (known: {known})", field=f"{path}.{name}")
+    raw = entry[name] or {}
+    _validated(reporters[name].params, raw, f"{path}.{name}")
+    return Report(reporters[name], templates.Template(raw, f"{path}.{name}"), f"{path}.{name}")
 
 
 def _action(spec: dict[str, Any], actions: Mapping[str, ActionSpec]) -> ActionSpec:
@@ -203,7 +253,7 @@ def expand(paths: Iterable[str]) -> list[Path]:
 
 
 def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float | None = None,
-         allow_empty: bool = False) -> list[Rule]:
+         allow_empty: bool = False, reporters: Mapping[str, ActionSpec] | None = None) -> list[Rule]:
     """Every rule in ``paths``, compiled against ``actions`` (the plug-in catalog's); all or nothing.
 
     ``max_age``: the bus's ``max_age``; a rule whose runs could wait longer is refused.
@@ -227,7 +277,7 @@ def load(paths: Iterable[str], actions: Mapping[str, ActionSpec], max_age: float
         if not documents and not allow_empty:
             raise errors.RuleError("the file has no rules (set rules.allow_empty: true to allow that)", file=file)
         for index, doc in enumerate(documents):
-            rule = compile_document(doc, file, index, actions, max_age)
+            rule = compile_document(doc, file, index, actions, max_age, reporters=reporters)
             if rule.name in rules:
                 raise errors.RuleError(f"duplicate rule name, first defined in {rules[rule.name].file}",
                                        file=file, rule=rule.name, field="metadata.name")

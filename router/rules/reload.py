@@ -45,19 +45,21 @@ def fingerprint(paths: list[str]) -> tuple:
 
 class RuleReloader:
     def __init__(self, paths: list[str], actions: Mapping[str, rules.ActionSpec], apply: Callable[[Matcher], None],
-                 interval: float, max_age: float | None = None, allow_empty: bool = False) -> None:
+                 interval: float, max_age: float | None = None, allow_empty: bool = False,
+                 reporters: Mapping[str, rules.ActionSpec] | None = None) -> None:
         self.paths = paths
         self.max_age = max_age
         """``bus.max_age``: a reloaded rule whose runs could wait longer is rejected like at start."""
         self.allow_empty = allow_empty
         self.actions = actions
+        self.reporters = reporters
         self.apply = apply
         self.interval = interval
         self._wake = asyncio.Event()
         self._seen = fingerprint(paths)
 
     def load(self) -> Matcher:
-        return Matcher(rules.load(self.paths, self.actions, self.max_age, self.allow_empty))
+        return Matcher(rules.load(self.paths, self.actions, self.max_age, self.allow_empty, self.reporters))
 
     def request(self) -> None:
         self._wake.set()

@@ -39,15 +39,18 @@ class Sink:
     """What a rule source (``plugins.rule_source``) is given: how to compile a rule document the
     way rule files are compiled, and where to put the rules it has."""
 
-    def __init__(self, ruleset: RuleSet, source: str, actions: Mapping[str, Any], max_age: float | None) -> None:
+    def __init__(self, ruleset: RuleSet, source: str, actions: Mapping[str, Any], max_age: float | None,
+                 reporters: Mapping[str, Any] | None = None) -> None:
         self.ruleset, self.source, self.actions, self.max_age = ruleset, source, actions, max_age
+        self.reporters = reporters
 
     def compile(self, spec: Any, origin: str, name: str, *, namespace: str | None = None,
                 namespaced_actions: frozenset[str] | None = None) -> Rule:
         """A rule from a ``spec`` as a rule file would hold it; ``errors.RuleError`` naming ``origin``."""
         document = {"kind": "TriggerRule", "metadata": {"name": name.rsplit("/", 1)[-1]}, "spec": spec}
         return loading.compile_document(document, origin, 0, self.actions, self.max_age, name=name,
-                                        namespace=namespace, namespaced_actions=namespaced_actions)
+                                        namespace=namespace, namespaced_actions=namespaced_actions,
+                                        reporters=self.reporters)
 
     def publish(self, rules: Iterable[Rule]) -> None:
         """Replace this source's rules (all of them) in the rules in force."""

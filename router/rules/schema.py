@@ -14,6 +14,8 @@ from router.rules import policy as policy_spec
 
 API_VERSION = "trigger-router.dev/v1alpha1"
 KIND = "TriggerRule"
+MAX_REPORTERS = 8
+"""Reporters one rule may list: each is called up to three times per run."""
 
 
 class _Model(BaseModel):
@@ -35,6 +37,8 @@ class Spec(_Model):
     policy: policy_spec.Policy = policy_spec.Policy()
     correlate: policy_spec.Correlate | None = None
     """Fire once when every required event arrived for one key within a window."""
+    report: list[dict[str, Any]] = Field([], max_length=MAX_REPORTERS)
+    """Where the run's progress and verdict are told: one ``{<reporter>: {params}}`` per entry."""
 
 
 class RuleDocument(_Model):

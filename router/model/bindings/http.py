@@ -52,3 +52,14 @@ def parse(content_type: str | None, hdrs: Iterable[tuple[str, str]], body: bytes
     if body and events.is_json_media_type(content_type or ""):
         return [events.CloudEvent(validated, body, events.load_json(body, what="data", field="data"))]
     return [events.CloudEvent(validated, body if body else None)]
+
+
+def to_binary(event: events.CloudEvent, extensions: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:
+    """The sending side, binary mode (HTTP binding §3.1): ``ce-`` headers, ``Content-Type``, the data.
+
+    ``extensions``: attributes added on the way out only (a dead-letter's ``knativeerrorcode``).
+    """
+    hdrs = ce_headers.to_headers({**event.attributes, **(extensions or {})}, skip="datacontenttype")
+    if event.datacontenttype:
+        hdrs["Content-Type"] = event.datacontenttype
+    return hdrs, event.data or b""
