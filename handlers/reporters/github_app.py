@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from handlers.reporters import github_api
 from handlers.reporters.settings import GithubSettings
 from router import plugins
-from router.plugins import Settings, errors, reporters
+from router.plugins import Settings, errors, ratelimits, reporters
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class App:
         self._tokens: dict[int, _Token] = {}
         self._installations: dict[str, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._quiet_until = 0.0
+        """GitHub asked us (any report) to send nothing before this ``time.time()``."""
 
     def private_key(self) -> rsa.RSAPrivateKey:
         """The App's key, parsed once; an unreadable key is permanent and named without its content."""
@@ -97,10 +99,25 @@ class App:
         signature = self.private_key().sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
 
+    async def _send(self, http: Any, method: str, url: str, what: str, **request: Any) -> github_api.Answer:
+        """One request, unless GitHub's last rate limit still holds: then the wait left, without asking.
+
+        A rate limit is the App's (its installation's, its token's), not one report's: a ``finished``
+        arriving while ``started`` waits out a ``retry-after`` must wait too, or it is the early
+        retry GitHub's documentation warns escalates to a ban."""
+        left = self._quiet_until - time.time()
+        if left > 0:
+            raise errors.TemporaryError(f"{what}: waiting out GitHub's rate limit ({left:.1f} s left)", delay=left)
+        answer = await github_api.send(http, method, url, timeout=self.settings.request_timeout, **request)
+        wait = ratelimits.delay(answer.status, answer.headers, answer.text) if answer.status >= 400 else None
+        if wait is not None:
+            self._quiet_until = max(self._quiet_until, time.time() + wait)
+        return answer
+
     async def _as_app(self, http: Any, method: str, path: str) -> github_api.Answer:
         """A request signed with the App's JWT; its answer if 2xx or 404 (the caller says what is missing)."""
-        answer = await github_api.send(http, method, self.api_url + path, authorization=f"Bearer {self.jwt()}",
-                                       timeout=self.settings.request_timeout)
+        answer = await self._send(http, method, self.api_url + path, f"{method} {path}",
+                                  authorization=f"Bearer {self.jwt()}")
         if answer.status == 401:
             # The JWT itself: wrong key for this App, wrong app_id, or a clock far off.
             raise errors.PermanentError(
@@ -173,9 +190,8 @@ class App:
                     secret = await self.token(http, installation)
                 else:
                     secret = self.settings.token.get_secret_value()  # type: ignore[union-attr]
-                answer = await github_api.send(http, method, f"{self.api_url}/repos/{repository}{path}",
-                                               authorization=f"Bearer {secret}", body=body, query=query,
-                                               timeout=self.settings.request_timeout)
+                answer = await self._send(http, method, f"{self.api_url}/repos/{repository}{path}", what,
+                                          authorization=f"Bearer {secret}", body=body, query=query)
                 if answer.status == 401 and installation is not None and attempt == 1:
                     log.info("%s: GitHub refused the cached installation token; fetching a new one", what)
                     self.drop(installation, secret)

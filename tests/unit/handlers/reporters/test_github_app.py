@@ -76,7 +76,20 @@ async def test_rate_limits_are_temporary_with_githubs_wait(github, limit, wait):
     with pytest.raises(errors.TemporaryError, match="rate limit") as limited:
         await report("githubCheckRun", {}, context("started"))
     assert wait[0] <= limited.value.delay <= wait[1]
-    state = await report("githubCheckRun", {}, context("started"))  # the retry, once GitHub lets us
+    sent = len(github.api.requests)
+    with pytest.raises(errors.TemporaryError, match="waiting out GitHub's rate limit") as held:
+        await report("githubCheckRun", {}, context("finished"))  # another stage: the limit is the App's
+    assert len(github.api.requests) == sent and held.value.delay <= limited.value.delay
+
+
+async def test_after_the_wait_the_report_goes_through(github):
+    github.api.limit(1, method="POST", path=CHECK_RUNS, retry_after=1)
+    with pytest.raises(errors.TemporaryError):
+        await report("githubCheckRun", {}, context("started"))
+    await asyncio.sleep(1.05)
+    state = await report("githubCheckRun", {}, context("started"))
+    limited, created = github.api.calls("POST", CHECK_RUNS)
+    assert (limited.status, created.status) == (429, 201) and created.time - limited.time >= 1.0
     assert list(github.api.check_runs) == [state["id"]]
 
 
