@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from handlers.reporters import github_api
-from handlers.reporters.settings import GithubSettings
+from handlers.reporters.github_settings import GithubSettings
 from router import plugins
 from router.plugins import Settings, errors, ratelimits, reporters
 
