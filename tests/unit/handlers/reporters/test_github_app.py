@@ -8,6 +8,7 @@ that names no time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -178,3 +179,13 @@ async def test_serve_checks_the_key_at_start(github, tmp_path):
     with pytest.raises(errors.ConfigError, match="reporters.github.private_key: .*not a PEM private key"):
         await github_app.start(settings, None)
     assert "not a key" not in str(settings.reporters.github)  # SecretStr: masked in reprs
+
+
+def test_config_check_masks_the_key_and_the_token(github):
+    key = github.key_file.read_text()
+    settings = config.load(None, env={"TRIGGER_ROUTER_REPORTERS__GITHUB__APP_ID": "123",
+                                      "TRIGGER_ROUTER_REPORTERS__GITHUB__PRIVATE_KEY_FILE": str(github.key_file),
+                                      "TRIGGER_ROUTER_REPORTERS__GITHUB__TOKEN": "ghp_should_never_show"})
+    shown = json.dumps(config.redacted(settings)["reporters"]["github"])
+    assert json.loads(shown)["private_key"] == "***" and "ghp_should_never_show" not in shown
+    assert key.splitlines()[1] not in shown
