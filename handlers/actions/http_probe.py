@@ -56,7 +56,8 @@ def _dig(document: Any, path: str) -> Any:
     return document
 
 
-async def _attempt(http: aiohttp.ClientSession, check: Check, timeout: float) -> dict[str, Any]:
+async def _attempt(http: aiohttp.ClientSession, check: Check, timeout: float,
+                   traceparent: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"name": check.name or f"{check.method} {check.url}", "url": check.url}
     ssl_option: Any = None
     if check.insecure_skip_verify:
@@ -65,7 +66,10 @@ async def _attempt(http: aiohttp.ClientSession, check: Check, timeout: float) ->
         ssl_option = ssl.create_default_context(cafile=check.ca_file)
     start = time.perf_counter()
     try:
-        async with http.request(check.method, check.url, headers=check.headers, data=check.body,
+        # The run's trace continues at the probed service, unless the check sets its own.
+        headers = check.headers if traceparent is None or any(k.lower() == "traceparent" for k in check.headers) \
+            else {**check.headers, "traceparent": traceparent}
+        async with http.request(check.method, check.url, headers=headers, data=check.body,
                                 timeout=aiohttp.ClientTimeout(total=timeout), ssl=ssl_option,
                                 allow_redirects=False) as response:
             text = await response.text(errors="replace")
@@ -118,7 +122,8 @@ async def http_probe(params: HttpProbe, context: actions.Context) -> actions.Res
             attempts += 1
             remaining = max(deadline - time.monotonic(), 0.1)
             round_results = await asyncio.gather(*(
-                _attempt(http, params.checks[i], min(params.request_timeout, remaining)) for i in pending))
+                _attempt(http, params.checks[i], min(params.request_timeout, remaining), context.traceparent)
+                for i in pending))
             for i, result in zip(pending, round_results):
                 results[i] = {**result, "attempts": attempts}
             pending = [i for i in pending if not results[i]["passed"]]

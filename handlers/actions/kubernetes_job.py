@@ -211,7 +211,8 @@ async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Re
                               event_type=context.event.type, image=params.image, container=params.container,
                               digest=digest, backoff_limit=params.backoff_limit,
                               active_deadline_seconds=params.active_deadline_seconds,
-                              ttl_seconds_after_finished=params.ttl_seconds_after_finished)
+                              ttl_seconds_after_finished=params.ttl_seconds_after_finished,
+                              traceparent=context.traceparent)
     except ValueError as exc:
         raise errors.PermanentError(str(exc)) from exc
     name = manifest["metadata"]["name"]

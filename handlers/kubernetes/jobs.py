@@ -23,6 +23,9 @@ ANNOTATION_EVENT_ID = "trigger-router.dev/event-id"
 ANNOTATION_EVENT_SOURCE = "trigger-router.dev/event-source"
 ANNOTATION_EVENT_TYPE = "trigger-router.dev/event-type"
 ANNOTATION_RULE = "trigger-router.dev/rule"
+ANNOTATION_TRACEPARENT = "trigger-router.dev/traceparent"
+TRACEPARENT_ENV = "TRACEPARENT"
+"""The environment variable OpenTelemetry's SDKs and ``otel-cli`` read a parent trace context from."""
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61}[A-Za-z0-9]|[A-Za-z0-9])$")
 _NAME_UNSAFE = re.compile(r"[^a-z0-9-]+")
@@ -77,7 +80,7 @@ def pin(image: str, digest: str | None) -> str:
 def build(template: dict[str, Any], *, namespace: str, run_id: str, rule: str, event_id: str,
           event_source: str, event_type: str, image: str | None, container: str | None,
           digest: str | None, backoff_limit: int, active_deadline_seconds: int | None,
-          ttl_seconds_after_finished: int | None) -> dict[str, Any]:
+          ttl_seconds_after_finished: int | None, traceparent: str | None = None) -> dict[str, Any]:
     job = copy.deepcopy(template)
     job["apiVersion"], job["kind"] = "batch/v1", "Job"
     metadata = job.setdefault("metadata", {})
@@ -89,6 +92,8 @@ def build(template: dict[str, Any], *, namespace: str, run_id: str, rule: str, e
         labels[LABEL_RULE] = rule
     annotations = {ANNOTATION_RUN: run_id, ANNOTATION_RULE: rule, ANNOTATION_EVENT_ID: event_id,
                    ANNOTATION_EVENT_SOURCE: event_source, ANNOTATION_EVENT_TYPE: event_type}
+    if traceparent:
+        annotations[ANNOTATION_TRACEPARENT] = traceparent
     metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
     spec = job.setdefault("spec", {})
@@ -110,4 +115,8 @@ def build(template: dict[str, Any], *, namespace: str, run_id: str, rule: str, e
     if image:
         target["image"] = image
     target["image"] = pin(target.get("image", ""), digest)
+    if traceparent:  # every container continues the run's trace (a test image that traces can read it)
+        for each in [*pod_spec.get("initContainers", []), *containers]:
+            env = [e for e in each.get("env") or [] if e.get("name") != TRACEPARENT_ENV]
+            each["env"] = [*env, {"name": TRACEPARENT_ENV, "value": traceparent}]
     return job

@@ -115,6 +115,21 @@ def tag_of(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
+def image_entry(container: str, image: str, image_id: str | None = None) -> dict[str, Any]:
+    """One container's image as events carry it: the digest it runs (``imageID``), else the one
+    its reference is pinned to, so a failed rollout or a crash names the digest that failed."""
+    return {"container": container, "image": image, "repository": repository_of(image),
+            "digest": digest_of(image_id) or digest_of(image)}
+
+
+def pod_image(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    spec = {c["name"]: c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            return image_entry(container, status.get("image") or spec.get(container, ""), status.get("imageID"))
+    return image_entry(container, spec.get(container, ""))
+
+
 def running_images(pod: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per container status: name, image, imageID, digest, restarts, ready."""
     return [{"container": s["name"], "image": s.get("image", ""), "imageID": s.get("imageID", ""),

@@ -30,7 +30,7 @@ from router import errors
 from router.bus import backoff, consumers, kv, publishing
 from router.bus.publishing import Published, msg_id, subject_token  # noqa: F401 (the bus's surface)
 from router.config.settings import BusSettings, NatsSettings
-from router.model import events
+from router.model import events, tracecontext
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,9 @@ class Bus:
         return f"{self.config.events_subject}.{subject_token(event.type)}"
 
     def encode(self, event: events.CloudEvent, subject: str | None = None) -> publishing.Outgoing:
-        """``publishing.encode`` for this bus: every bound checked, nothing sent."""
+        """``publishing.encode`` for this bus: every bound checked, nothing sent. An event without
+        a valid ``traceparent`` starts a new trace here (``model.tracecontext``)."""
+        event = tracecontext.ensure(event)
         return publishing.encode(event, subject or self.subject_for(event), self.max_payload,
                                  from_type=subject is None)
 

@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalog.load()  # plug-ins register their settings sections before the file is validated
         settings = settings_mod.load(args.config)
         redact = logs.configure(settings.log, logs.secret_values(settings))
+        catalog.load().configure(settings)  # finders and reporters are called without settings
         return _dispatch(args, settings)
     except errors.TriggerRouterError as exc:
         print(f"trigger-router: error: {redact(str(exc))}", file=sys.stderr)

@@ -5,17 +5,20 @@ it matches the sample event, and if not, the first filter that rejected it and w
 that match, the action exactly as it would run (templates rendered). Both check the rules against
 ``bus.max_age`` and ``rules.allow_empty`` of the ``--config`` given, like ``serve`` does, so a rule
 that validates here also loads there. For each matching rule ``rules test`` also says which commit
-the event is about (where a verdict would be reported: ``router.model.commits``), or why none.
+the event is about (where a verdict would be reported), or why none: the event's own
+(``router.model.commits``), else what the commit finders say (the image's revision label, read
+from the registry the ``--config`` configures; without a bus, so nothing is cached).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
 from router import errors
 from router.config import settings as settings_mod
-from router.model import commits, events
+from router.model import events
 from router.plugins import catalog
 from router.rules import loading as rules
 from router.rules.matching import Matcher
@@ -45,7 +48,7 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
     except errors.BadRequest as exc:
         raise errors.ConfigError(f"{event_file}: {exc.detail}") from exc
     matcher = Matcher(_load(paths, settings))
-    commit, why = commits.of(event)
+    commit, why = asyncio.run(catalog.load().find_commit(event, None))
     report = []
     for verdict in matcher.explain(event):
         entry = {"rule": verdict.rule.name, "file": verdict.rule.file, "matched": verdict.matched}

@@ -69,6 +69,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     plugins = catalog.load()
+    plugins.configure(settings)  # also when serve runs in-process (tests), not through main
     sources = {name: factory(settings) for name, factory in plugins.webhook_sources.items()}
     # Invalid rules stop start-up with the file, rule and field: better than serving without them.
     matcher = Matcher(rules.load(settings.rules.paths, plugins.actions, settings.bus.max_age,

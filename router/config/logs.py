@@ -1,6 +1,7 @@
 """Process-wide logging set-up: plain text for people, JSON lines for log pipelines, secrets masked.
 
-Masking happens here, on every formatted line of every logger (ours, aiohttp's, nats-py's, and
+JSON lines carry the fields of ``logcontext`` (``run_id``, ``rule``, ``event_id``, ``trace_id``...)
+bound by the engine where a unit of work starts. Masking happens here, on every formatted line of every logger (ours, aiohttp's, nats-py's, and
 tracebacks), because a secret reaches a log line in many ways that no single call site controls: a
 request path with a registry's webhook token (``/webhooks/dockerhub/<token>``), a URL with
 credentials (``nats://user:password@host``), a library exception quoting a header. Three rules are
@@ -20,6 +21,7 @@ from typing import Any, Iterable
 
 from pydantic import SecretStr
 
+from router.config import logcontext
 from router.config.settings import LogSettings, Settings
 
 __all__ = ["JsonFormatter", "Redactor", "configure", "secret_values"]
@@ -89,9 +91,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": self.redact(record.getMessage()),
         }
+        for name, value in logcontext.current().items():
+            entry[name] = self.redact(value) if isinstance(value, str) else value
+        for name in logcontext.FIELDS:  # a call site's extra= wins over the bound value
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = self.redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = self.redact(self.formatException(record.exc_info))
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
 def configure(settings: LogSettings, secrets: Iterable[str] = ()) -> Redactor:

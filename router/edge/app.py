@@ -25,11 +25,12 @@ from aiohttp import web
 from router import errors
 from router.bus import publishing
 from router.bus.connection import Bus
+from router.config import logcontext
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
 from router.edge import protocol, tokens
-from router.model import events, jsontext
+from router.model import events, jsontext, tracecontext
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 
@@ -108,7 +109,7 @@ def encode(request: web.Request, batch: list[events.CloudEvent]) -> list[publish
     bus, messages = request.app[BUS], []
     for index, event in enumerate(batch):
         try:
-            messages.append(bus.encode(event))
+            messages.append(bus.encode(tracecontext.ensure(event, request.headers)))
         except errors.IngestError as exc:
             if len(batch) == 1:
                 raise
@@ -167,6 +168,8 @@ async def post_webhook(request: web.Request) -> web.Response:
     body = await read_body(request)
     delivery = Delivery(request.headers, body, request.match_info.get("token"), request.remote or "")
     request[DELIVERY_ID] = source.delivery_id(delivery) or "-"
+    logcontext.bind(delivery=request[DELIVERY_ID], source=name,
+                    trace_id=tracecontext.trace_id(request.headers.get(tracecontext.ATTRIBUTE)))
     source.authenticate(delivery)
     content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
     if content_type not in ("application/json", "application/x-www-form-urlencoded") and not content_type.endswith("+json"):

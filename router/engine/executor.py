@@ -37,12 +37,13 @@ from pydantic import ValidationError
 from router import errors
 from router.bus import backoff, consumers, stored
 from router.bus.connection import Bus, subject_token
+from router.config import logcontext
 from router.config.settings import Settings
 from router.engine import deadletters, lease, reports, runs
 from router.engine.policy import correlation
 from router.engine.policy import gate as gate_mod
 from router.engine.policy.store import PolicyStore
-from router.model import events, outcomes
+from router.model import events, outcomes, tracecontext
 from router.plugins import actions as plugin_actions
 from router.plugins.catalog import Catalog
 
@@ -127,6 +128,9 @@ class Executor:
                      record.run_id)
             return
         self.running.add(record.run_id)
+        about = record.about()
+        logcontext.bind(run_id=record.run_id, rule=record.rule, event_id=about.get("id"),
+                        event_type=about.get("type"), trace_id=tracecontext.trace_id(record.traceparent))
         cancelled = self.gate.watch(record)  # before the policy check, so no cancel request is missed
         try:
             await self._execute(msg, record, cancelled)
@@ -249,7 +253,8 @@ class Executor:
         await self.gate.release(record)
         await _settle(msg.ack())
         log.info("run %s rule=%s event=%s finished: %s %s", record.run_id, record.rule, trigger.id,
-                 result.outcome, result.reason)
+                 result.outcome, result.reason,
+                 extra={"outcome": result.outcome, "duration_s": state.get("durationSeconds")})
 
     async def _trigger(self, record: runs.RunRecord) -> tuple[events.CloudEvent, str | None]:
         """The triggering event, fetched when the record refers to it; with an error if it is gone."""
@@ -283,7 +288,8 @@ class Executor:
             params = action.params.model_validate(record.params)
         except ValidationError as exc:
             return outcomes.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
-        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout)
+        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout,
+                                         tracecontext.child(record.traceparent) if record.traceparent else None)
         attempt = 0
         while True:
             attempt += 1
@@ -317,6 +323,10 @@ class Executor:
         state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
                  "queuedAt": record.queued_at, "environment": record.environment,
                  "event": record.about()}
+        if record.stored_at:
+            state["eventRef"] = record.stored_at
+        if record.traceparent:
+            state["traceparent"] = record.traceparent
         if record.decision:
             state.update(record.decision.get("fields", {}), decision=record.decision.get("label"))
             if record.not_before > record.queued_at:

@@ -42,9 +42,10 @@ from nats.aio.msg import Msg
 from router import errors
 from router.bus import backoff, consumers, stored
 from router.bus.connection import Bus
+from router.config import logcontext
 from router.config.settings import Settings
 from router.engine import reports
-from router.model import commits, events, outcomes
+from router.model import commits, events, outcomes, tracecontext
 from router.model.bindings import nats as nats_binding
 from router.plugins import reporters as api
 from router.plugins.catalog import Catalog
@@ -109,6 +110,7 @@ class ReportWorker:
         if run_id is None:
             await _settle(msg.ack())
             return
+        logcontext.bind(run_id=run_id, stage=stage, trace_id=tracecontext.trace_id(tracecontext.of(outcome)))
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         self.waiting[run_id] += 1
         try:

@@ -26,12 +26,13 @@ from nats.aio.msg import Msg
 from router import errors
 from router.bus import consumers
 from router.bus.connection import Bus
+from router.config import logcontext
 from router.config.settings import Settings
 from router.engine import deadletters, reports, runs
 from router.engine.policy import admission as admission_mod
 from router.engine.policy import correlation
 from router.engine.policy.store import PolicyStore
-from router.model import commits, events
+from router.model import commits, events, tracecontext
 from router.model.bindings import nats as nats_binding
 from router.rules import celexpr
 from router.rules.loading import Rule
@@ -119,6 +120,9 @@ class EventRouter:
         except errors.BadRequest as exc:
             await self._dead(msg, f"undecodable CloudEvent: {exc.detail}")
             return DEAD
+        # Each _route runs in a task of its own (gather), so these fields stay with this event.
+        logcontext.bind(event_id=event.id, event_type=event.type, source=event.source,
+                        trace_id=tracecontext.trace_id(tracecontext.of(event)))
         where = (msg.metadata.stream, msg.metadata.sequence.stream)
         records = []
         for rule in matcher.match(event):
@@ -172,6 +176,7 @@ class EventRouter:
                               timeout=rule.policy.timeout, retry_limit=retry.limit, retry_backoff=retry.backoff,
                               retry_max_backoff=retry.max_backoff, action=rule.action.name,
                               render_error=render_error, events=summaries, report=_report(rule, event, extra, joined),
+                              stored_at=list(where), traceparent=tracecontext.of(event),
                               **runs.embed(event, *where))
 
 

@@ -67,6 +67,10 @@ class RunRecord:
     """``[stream, sequence]`` of the triggering event when it is too large to embed."""
     summary: dict[str, str] | None = None
     """The triggering event's ``id``, ``source`` and ``type``, when the event itself is not embedded."""
+    traceparent: str | None = None
+    """The triggering event's W3C trace context (``model.tracecontext``), for logs and the action."""
+    stored_at: list[Any] | None = None
+    """``[stream, sequence]`` of the triggering event, always (``runs show`` and the web view read it back)."""
     report: dict[str, Any] | None = None
     """``spec.report`` rendered, with the commit the trigger names (``router.engine.reports.plan``)."""
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from router.model import event_types, events
+from router.model import event_types, events, tracecontext
 
 _NAMESPACE = uuid.UUID("6f1c3f0e-4b7a-5d8e-9c2a-7e1b2d3c4f5a")
 
@@ -85,6 +85,6 @@ def derive(
         body["customDataContentType"] = events.JSON_CONTENT_TYPE
     return events.make(
         {"id": event_id, "source": source, "type": cdevent_type, "subject": subject_id,
-         "time": timestamp},
+         "time": timestamp, **tracecontext.continued(trigger)},
         body,
     )

@@ -6,14 +6,16 @@ pipeline's ``object_attributes.sha``, a GitLab deployment only inside its ``comm
 module is the one table of those places; :func:`of` answers a :class:`Commit` with where it was
 found, or ``None`` with why not, so ``rules test`` can say both. Events that carry no commit
 (a registry push, a Kubernetes rollout) find theirs through the image's
-``org.opencontainers.image.revision`` label instead (not read here).
+``org.opencontainers.image.revision`` label instead: the registry plug-in reads the label, and
+:func:`from_source` here turns its ``org.opencontainers.image.source`` URL into a repository.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from router.model import event_types
 from router.model.events import CloudEvent
@@ -110,3 +112,57 @@ def of(event: CloudEvent) -> tuple[Commit | None, str]:
         return None, f"{event.type} has no commit_url ending in a commit"
     tried = ", ".join(f"data.{p}" for p in table[name])
     return None, f"{event.type} has no full commit sha at {tried} (a branch deletion names 000…0)"
+
+
+def is_full_sha(value: object) -> bool:
+    """A full SHA-1 (40) or SHA-256 (64) commit name in lowercase hex, not the null sha."""
+    return isinstance(value, str) and bool(_SHA.match(value)) and value != _NULL_SHA
+
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@([\w.-]+):(.+)$")  # git@github.com:acme/web.git
+
+
+def _host_and_path(url: str) -> tuple[str, str] | None:
+    scp = _SCP_LIKE.match(url)
+    if scp:
+        return scp.group(1).lower(), scp.group(2)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "ssh", "git") or not parsed.hostname:
+        return None
+    host = parsed.hostname.lower() + (f":{parsed.port}" if parsed.port else "")
+    return host, parsed.path
+
+
+def from_source(source: str, sha: str, found: str, gitlab: Iterable[str] = ()) -> tuple[Commit | None, str]:
+    """The commit ``sha`` of the repository at URL ``source`` (an image's
+    ``org.opencontainers.image.source``), or ``None`` with why not.
+
+    ``github.com`` is GitHub; a host in ``gitlab`` (base URLs such as ``https://gitlab.example.com``
+    or ``https://example.com/gitlab``, or bare ``host[:port]``) is GitLab, its project path what
+    follows the base. Any other host is no forge this router reports to.
+    """
+    where = _host_and_path(source.strip())
+    if where is None:
+        return None, f"source {source!r} is not a repository URL (https://<host>/<path>)"
+    host, path = where
+    path = path.strip("/").split("/-/", 1)[0].removesuffix(".git").strip("/")
+    if host in ("github.com", "www.github.com"):
+        parts = path.split("/")
+        if len(parts) < 2 or not all(parts[:2]):
+            return None, f"source {source!r} names no GitHub repository (https://github.com/<owner>/<name>)"
+        repository = "/".join(parts[:2])
+        return Commit("github", repository, sha, found, f"https://github.com/{repository}"), "found"
+    for base in gitlab:
+        base_where = _host_and_path(base if "//" in base else f"https://{base}")
+        if base_where is None or base_where[0] != host:
+            continue
+        prefix = base_where[1].strip("/")
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            continue
+        project = path[len(prefix):].strip("/") if prefix else path
+        if "/" not in project:
+            return None, f"source {source!r} names no GitLab project (<namespace>/<project>) under {base}"
+        web = base.rstrip("/") if "//" in base else f"https://{base}"
+        return Commit("gitlab", project, sha, found, f"{web}/{project}"), "found"
+    return None, (f"source {source!r} is on {host}, which is neither github.com nor a configured GitLab "
+                  "(set reporters.gitlab.url, or add the host to reporters.gitlab.hosts)")

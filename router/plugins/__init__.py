@@ -17,7 +17,8 @@ What is here, by use:
 
 - registration: :func:`webhook_source`, :func:`background_source`, :func:`action`,
   :func:`settings_section` (a plug-in owns its ``Section`` of the settings file), :func:`on_shutdown`
-  (an async hook ``serve`` awaits at shutdown, to close what the plug-in opened), :func:`rule_source`
+  (an async hook ``serve`` awaits at shutdown, to close what the plug-in opened), :func:`on_settings`
+  (``hook(settings)`` once the settings are loaded, for plug-ins called without them), :func:`rule_source`
   (rules from somewhere other than files, such as TriggerRule objects);
 - sources: :class:`Delivery`, :class:`Rejected`, :class:`WebhookSource`, :mod:`auth` (constant-time
   secret and signature checks), :class:`Bus` (what a background source publishes with), :mod:`kv`
@@ -45,14 +46,14 @@ from router.model.bindings import http as http_binding
 from router.model.events import CloudEvent
 from router.plugins import actions, auth, ratelimits, reporters
 from router.plugins.actions import Context, Params, Result
-from router.plugins.catalog import (action, background_source, commit_finder, on_shutdown, reporter, rule_source, settings_section,
-                                   webhook_source)
+from router.plugins.catalog import (action, background_source, commit_finder, on_settings, on_shutdown, reporter, rule_source,
+                                   settings_section, webhook_source)
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.rules import templates
 
 __all__ = [
     # registration
-    "action", "background_source", "commit_finder", "on_shutdown", "reporter", "rule_source", "settings_section", "webhook_source",
+    "action", "background_source", "commit_finder", "on_settings", "on_shutdown", "reporter", "rule_source", "settings_section", "webhook_source",
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions

@@ -32,4 +32,7 @@ class Context:
     event: CloudEvent
     timeout: float
     """Seconds this attempt may take; the executor cancels the action after it."""
+    traceparent: str | None = None
+    """The run's W3C trace context (a span of the trigger's trace): send it on with the action's
+    requests (``traceparent`` header), Jobs (annotation, ``TRACEPARENT``), so the trace continues."""
 

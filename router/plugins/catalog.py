@@ -25,7 +25,9 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from pydantic import BaseModel
 
+from router import errors
 from router.config import settings as config
+from router.model import commits
 from router.plugins import actions, reporters
 from router.plugins.reporters import STAGES
 from router.plugins.sources import BackgroundSource, SourceFactory
@@ -39,9 +41,12 @@ SHUTDOWN_HOOK_TIMEOUT = 5.0
 ActionRun = Callable[[BaseModel, actions.Context], Awaitable[actions.Result]]
 ReporterRun = Callable[[BaseModel, reporters.Context, dict], Awaitable[dict | None]]
 ShutdownHook = Callable[[], Awaitable[None]]
+SettingsHook = Callable[[Any], None]
+"""``(settings)``: told the loaded settings once, before the command runs (see :func:`on_settings`)."""
 CommitFinder = Callable[[Any, Any], Awaitable["tuple[Any, str] | None"]]
 """``(event, bus) -> (Commit | None, why) | None``: the commit an event's image was built from
-(``None``: this finder does not apply to the event)."""
+(``None``: this finder does not apply to the event); ``errors.TemporaryError`` when it cannot tell
+now (a registry that cannot be reached): the engine reports that stage later."""
 RuleSourceRun = Callable[[Any, Any, Any], Awaitable[None]]
 """``(settings, bus, sink)``: runs for the life of the process, calling ``sink.publish(rules)``."""
 
@@ -83,6 +88,7 @@ class Catalog:
     rule_sources: dict[str, RuleSource] = field(default_factory=dict)
     reporters: dict[str, Reporter] = field(default_factory=dict)
     commit_finders: dict[str, CommitFinder] = field(default_factory=dict)
+    settings_hooks: dict[str, SettingsHook] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, value: Any) -> None:
         table: dict = getattr(self, kind)
@@ -129,6 +135,45 @@ class Catalog:
             return find
 
         return register
+
+    def on_settings(self, name: str) -> Callable[[SettingsHook], SettingsHook]:
+        def register(hook: SettingsHook) -> SettingsHook:
+            self.add("settings_hooks", name, hook)
+            return hook
+
+        return register
+
+    def configure(self, settings: Any) -> None:
+        """Tell every settings hook the loaded settings (the CLI does, once, before any command)."""
+        for hook in self.settings_hooks.values():
+            hook(settings)
+
+    async def find_commit(self, event: Any, bus: Any = None, joined: tuple = ()) -> "tuple[Any, str]":
+        """(the commit, where it was found) or (None, why not), in order: the event's own commit
+        (``commits.of``), a joined event's own, then each commit finder on the event and the joined
+        ones. ``bus`` is ``None`` where there is none (``rules test``): finders then keep no cache."""
+        commit, why = commits.of(event)
+        if commit is not None:
+            return commit, why
+        for other in joined:
+            found, _ = commits.of(other)
+            if found is not None:
+                return found, "found"
+        for name, find in self.commit_finders.items():
+            for candidate in (event, *joined):
+                try:
+                    answer = await find(candidate, bus)
+                except errors.TemporaryError as exc:  # the engine retries later; a dry run says so
+                    answer = None, f"{exc} (temporary: the reporting engine asks again later)"
+                except Exception as exc:  # a broken finder must not hide the others' answers
+                    log.exception("commit finder %s failed on %s %s", name, candidate.type, candidate.id)
+                    answer = None, f"commit finder {name} failed: {exc.__class__.__name__}: {exc}"
+                if answer is None:
+                    continue
+                if answer[0] is not None:
+                    return answer
+                why = answer[1]
+        return None, why
 
     def rule_source(self, name: str, *, enabled: Callable[[Any], bool]) -> Callable[[RuleSourceRun], RuleSourceRun]:
         def register(run: RuleSourceRun) -> RuleSourceRun:
@@ -180,7 +225,7 @@ def isolated(*, keep: bool = False) -> Iterator[Catalog]:
     saved, saved_sections = _current, config.sections()
     _current = Catalog(dict(saved.webhook_sources), dict(saved.actions), dict(saved.background_sources),
                        dict(saved.shutdown_hooks), dict(saved.rule_sources), dict(saved.reporters),
-                       dict(saved.commit_finders)) if keep else Catalog()
+                       dict(saved.commit_finders), dict(saved.settings_hooks)) if keep else Catalog()
     config.restore_sections(saved_sections if keep else {})
     try:
         yield _current
@@ -224,6 +269,12 @@ def commit_finder(name: str) -> Callable[[CommitFinder], CommitFinder]:
     ``org.opencontainers.image.revision`` label). ``None`` means "not mine"; finders are asked in
     registration order after the event's own commit (``commits.of``)."""
     return _current.commit_finder(name)
+
+
+def on_settings(name: str) -> Callable[[SettingsHook], SettingsHook]:
+    """Register ``def hook(settings)``, called once the settings are loaded, before any command runs:
+    how plug-ins that are called without settings (commit finders, reporters) learn their section."""
+    return _current.on_settings(name)
 
 
 def on_shutdown(name: str) -> Callable[[ShutdownHook], ShutdownHook]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import asyncio
 from collections import Counter
 
 import pytest
@@ -32,12 +33,17 @@ class Sink:
         self.script: list[tuple[int, dict]] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.hold_after: int | None = None
+        """Requests beyond this many are held unanswered until ``gate`` is set."""
+        self.gate = asyncio.Event()
 
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
                               "at": time.time()})
         status, headers = self.script.pop(0) if self.script and request.path == "/events" else (200, {})
+        if self.hold_after is not None and len(self.requests) > self.hold_after:
+            await self.gate.wait()
         return web.json_response({"status": status}, status=status, headers=headers)
 
     async def start(self) -> None:
@@ -75,21 +81,29 @@ def nats_url(nats_server) -> str:
     return nats_server.url
 
 
+class Serve:
+    """``serve`` processes with a rule whose ``exec`` action logs its run id to ``executions.log``."""
+
+    def __init__(self, nats_url: str, tmp_path) -> None:
+        self.nats_url, self.tmp_path = nats_url, tmp_path
+        self.processes: list = []
+        self.log = tmp_path / "executions.log"
+
+    def __call__(self, report: list[dict], **settings: str):
+        self.log.touch()
+        rules = rule_file(self.tmp_path, self.log, report)
+        self.processes.append(routers.start_router(self.nats_url, rules, 0, self.tmp_path, "router",
+                                                   REPORTING__BACKOFF="0.2s", **settings))
+        return self.log
+
+    again = __call__
+
+
 @pytest.fixture
 def serve(nats_url, tmp_path):
-    started = []
-
-    def start(report: list[dict], **settings: str):
-        log = tmp_path / "executions.log"
-        log.touch()
-        rules = rule_file(tmp_path, log, report)
-        process = routers.start_router(nats_url, rules, 0, tmp_path, "router",
-                                       REPORTING__BACKOFF="0.2s", **settings)
-        started.append(process)
-        return log
-
-    yield start
-    for process in started:
+    started = Serve(nats_url, tmp_path)
+    yield started
+    for process in started.processes:
         routers.stop_router(process)
 
 
@@ -207,3 +221,42 @@ async def test_runs_without_reporters_have_no_report_entry(nats_url, serve, sink
     await routers.publish_events(nats_url, 1, "deploy")
     run = await run_of(nats_url, tmp_path, log)
     assert "reports" not in run and sink.requests == []
+
+
+async def test_a_router_killed_mid_report_leaves_nothing_unreported(nats_url, serve, sink, tmp_path):
+    """kill -9 while reports are in flight: the next router reports every stage of every run, at
+    least once, and repeats at most what was in flight (the receiver dedupes those on ``ce-id``)."""
+    runs_count, in_flight = 20, 4
+    sink.hold_after = 10
+    report = [{"cloudevent": {"uri": f"{sink.url}/events", "on": ["queued", "started", "finished"]}}]
+    log = serve(report, REPORTING__CONCURRENCY=str(in_flight))
+    await routers.publish_events(nats_url, runs_count, "burst")
+    await routers.until(lambda: _at_least(sink, 10 + in_flight), 60, "reports held", tmp_path / "router.log")
+    routers.kill_router(serve.processes[-1])
+    held = sink.at("/events")[10:]
+    sink.gate.set()
+    serve.again(report, REPORTING__CONCURRENCY=str(in_flight))
+    settings = settings_mod.load(env={"TRIGGER_ROUTER_NATS__URL": nats_url})
+
+    async def all_reported():
+        run_ids = set(log.read_text().split())
+        if len(run_ids) < runs_count:
+            return None
+        async with routers.connected(nats_url) as nc:
+            states = [await queries.get_run(nc.js, settings, run_id) for run_id in run_ids]
+        done = [s for s in states if s and len(s.get("reports", [])) == 2 and s["reports"][1]["stage"] == "finished"]
+        return states if len(done) == runs_count else None
+
+    states = await routers.until(all_reported, 120, "every run reported", tmp_path / "router.log")
+    per_event = Counter(r["headers"]["ce-id"] for r in sink.at("/events"))
+    assert len(per_event) == 3 * runs_count  # every stage of every run arrived
+    assert len(held) == in_flight
+    # Only what was in flight can come twice; it may also come once only, when a later stage of
+    # its run was reported first (an older stage is never sent after a newer one).
+    assert {ce_id for ce_id, count in per_event.items() if count > 1} <= {r["headers"]["ce-id"] for r in held}
+    assert all(count <= 2 for count in per_event.values())
+    assert all(s["outcome"] == "success" for s in states)
+
+
+async def _at_least(sink: Sink, count: int) -> bool:
+    return len(sink.at("/events")) >= count

@@ -89,7 +89,9 @@ def _workload_transitions(old: Summary | None, new: Summary, obj: dict[str, Any]
             "first": new["rolled"] is None, "replicas": state.desired}))
         new["rolled"] = new["template"]
     if new["failed"] and not (old or {}).get("failed"):
-        found.append(Transition("rollout_failed", generation, {"reason": state.failed}))
+        # The images the failed template asks for: which digest failed, for the commit it was built from.
+        found.append(Transition("rollout_failed", generation, {"reason": state.failed, "images": [
+            workloads.image_entry(name, image) for name, image in new["images"].items()]}))
     return found
 
 
@@ -124,7 +126,7 @@ def _pod_transitions(old: Summary | None, new: Summary, obj: dict[str, Any]) -> 
         container, transition, restarts = problem.split(":")
         found.append(Transition(transition, f"{container}:{restarts}", {
             **base, "container": container, "restartCount": int(restarts),
-            "reason": reasons.get((container, transition))}))
+            "reason": reasons.get((container, transition)), "images": [workloads.pod_image(obj, container)]}))
     if new["unready"] >= READINESS_FAILURES and (old or {}).get("unready", 0) < READINESS_FAILURES:
         found.append(Transition("readiness_failed", str(new["unready"]), {**base, "times": new["unready"]}))
     return found

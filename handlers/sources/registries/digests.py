@@ -13,6 +13,11 @@ Failures are retried a bounded number of times with backoff (the webhook may out
 replication: a 404 now can be a 200 in a second). When the digest cannot be learnt the delivery is
 refused with ``errors.DigestUnresolved`` (503 + Retry-After): nothing is published, so nothing
 downstream can mistake a tag for a digest, and the sender's retry tries again.
+
+The same client, with the same authentication, reads an image's config (:meth:`Resolver.image_config`:
+manifest, for an index the linux/amd64 or first platform manifest, then the config blob), whose
+labels say which commit the image was built from (``revisions``). Every document read by digest is
+checked against it: the registry cannot hand over a different image's labels.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import asyncio
 import base64
 import hashlib
 import logging
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
@@ -38,6 +45,10 @@ ACCEPT = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json",
 ))
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+"""A manifest or image config larger than this is refused (the distribution spec's manifest limit)."""
+PLATFORM = ("linux", "amd64")
+"""The platform whose manifest of an index is read when the index is asked for; else the first one."""
 
 
 class _Retry(Exception):
@@ -57,6 +68,18 @@ class Credentials:
         return "Basic " + base64.b64encode(f"{self.username}:{password}".encode()).decode()
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """The config of the image a digest names (for an index: of one platform's image)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    """``config.Labels`` (``LABEL`` in a Dockerfile, ``--label`` of ``docker buildx``)."""
+    manifest: str = ""
+    """The digest of the image manifest read: the one asked for, or the platform's of an index."""
+    platform: str | None = None
+    """``os/architecture`` of the manifest picked from an index, ``None`` when no index was involved."""
+
+
 class Resolver:
     """Resolves tags of one registry; bearer tokens are reused until the registry refuses them."""
 
@@ -68,6 +91,78 @@ class Resolver:
         self.attempts = attempts
         self.backoff = backoff
         self._tokens: dict[str, str] = {}
+
+    async def image_config(self, repository: str, digest: str) -> ImageConfig:
+        """The config (labels) of the image ``repository@digest``; ``errors.TemporaryError`` when
+        the registry cannot be read after the configured attempts (nothing here is permanent: the
+        digest exists, it was pushed or is running)."""
+        reason = "no attempt made"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
+            for attempt in range(self.attempts):
+                if attempt:
+                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                try:
+                    return await self._config(http, repository, digest)
+                except _Retry as exc:
+                    reason = str(exc)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+                log.info("reading the image config of %s@%s at %s, attempt %d failed: %s", repository, digest,
+                         self.api_url, attempt + 1, reason)
+        raise errors.TemporaryError(f"registry {self.api_url} unreachable or refusing: cannot read the image "
+                                    f"config of {repository}@{digest} after {self.attempts} attempt(s): {reason}")
+
+    async def _config(self, http: aiohttp.ClientSession, repository: str, digest: str) -> ImageConfig:
+        manifest = await self._document(http, repository, "manifests", digest)
+        platform = None
+        if "manifests" in manifest:  # an OCI index or a Docker manifest list
+            entry, platform = _pick(manifest["manifests"], repository, digest)
+            digest = entry["digest"]
+            manifest = await self._document(http, repository, "manifests", digest)
+        config = manifest.get("config")
+        if not isinstance(config, dict) or not artifacts.is_digest(config.get("digest")):
+            raise _Retry(f"manifest {digest} has no config descriptor")
+        blob = await self._document(http, repository, "blobs", config["digest"])
+        labels = (blob.get("config") or {}).get("Labels") or {}
+        if not isinstance(labels, dict):
+            labels = {}
+        return ImageConfig({str(k): str(v) for k, v in labels.items()}, digest, platform)
+
+    async def _document(self, http: aiohttp.ClientSession, repository: str, kind: str, digest: str) -> dict[str, Any]:
+        """A JSON manifest or blob by digest, checked against the digest."""
+        url = f"{self.api_url}/v2/{repository}/{kind}/{digest}"
+        headers = {"Accept": ACCEPT} if kind == "manifests" else {}
+        status, body = await self._get(http, url, headers, repository)
+        if status == 404:
+            raise _Retry(f"{repository}@{digest} not found (404: {kind[:-1]} unknown to this registry)")
+        if status != 200:
+            raise _Retry(f"GET {kind[:-1]} {digest} answered {status}")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise _Retry(f"the registry answered a {kind[:-1]} that does not match {digest}")
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise _Retry(f"{kind[:-1]} {digest} is not JSON") from exc
+        if not isinstance(document, dict):
+            raise _Retry(f"{kind[:-1]} {digest} is not a JSON object")
+        return document
+
+    async def _get(self, http: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                   repository: str) -> tuple[int, bytes]:
+        async with http.get(url, headers={**headers, **self._auth_for(repository)}) as response:
+            status, challenge = response.status, response.headers.get("WWW-Authenticate", "")
+            body = await response.content.read(MAX_DOCUMENT_BYTES + 1) if status == 200 else b""
+        if status == 401:
+            auth_headers = await self._answer(http, challenge, repository)
+            async with http.get(url, headers={**headers, **auth_headers}) as response:
+                status = response.status
+                body = await response.content.read(MAX_DOCUMENT_BYTES + 1) if status == 200 else b""
+            if status == 401:
+                self._tokens.pop(repository, None)
+                raise _Retry("the registry refused the credentials (401)")
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise _Retry(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
+        return status, body
 
     async def digest(self, repository: str, tag: str) -> str:
         """``sha256:<hex>`` of the manifest ``repository:tag`` names now."""
@@ -146,3 +241,22 @@ class Resolver:
             self._tokens.clear()
         self._tokens[repository] = token
         return {"Authorization": f"Bearer {token}"}
+
+
+def _pick(manifests: Any, repository: str, digest: str) -> tuple[dict[str, Any], str | None]:
+    """The index entry for :data:`PLATFORM`, else the first platform manifest (attestations, whose
+    platform is ``unknown/unknown``, are no image of the index)."""
+    images = [m for m in manifests if isinstance(m, dict) and artifacts.is_digest(m.get("digest"))
+              and (m.get("platform") or {}).get("os") != "unknown"] if isinstance(manifests, list) else []
+    if not images:
+        raise _Retry(f"index {repository}@{digest} lists no platform manifest")
+
+    def name(entry: dict[str, Any]) -> str | None:
+        platform = entry.get("platform") or {}
+        return f"{platform['os']}/{platform['architecture']}" if platform.get("os") and platform.get("architecture") else None
+
+    for entry in images:
+        platform = entry.get("platform") or {}
+        if (platform.get("os"), platform.get("architecture")) == PLATFORM:
+            return entry, name(entry)
+    return images[0], name(images[0])

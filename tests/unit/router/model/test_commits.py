@@ -78,3 +78,45 @@ def test_the_commit_of_each_forge_event(event, sha, found):
 def test_no_commit_says_why(event, why):
     commit, reason = commits.of(event)
     assert commit is None and why in reason, reason
+
+
+# -- from an image's org.opencontainers.image.source -------------------------------------------------------
+
+SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+GITLABS = ("https://gitlab.com", "https://code.example.com/gitlab", "127.0.0.1:8929")
+
+
+@pytest.mark.parametrize("source, provider, repository, url", [
+    ("https://github.com/acme/web", "github", "acme/web", "https://github.com/acme/web"),
+    ("https://github.com/acme/web.git", "github", "acme/web", "https://github.com/acme/web"),
+    ("https://github.com/acme/web/tree/main", "github", "acme/web", "https://github.com/acme/web"),
+    ("git@github.com:acme/web.git", "github", "acme/web", "https://github.com/acme/web"),
+    ("https://gitlab.com/group/sub/app", "gitlab", "group/sub/app", "https://gitlab.com/group/sub/app"),
+    ("https://gitlab.com/group/app.git", "gitlab", "group/app", "https://gitlab.com/group/app"),
+    ("https://gitlab.com/group/app/-/tree/main", "gitlab", "group/app", "https://gitlab.com/group/app"),
+    ("https://code.example.com/gitlab/team/app", "gitlab", "team/app",
+     "https://code.example.com/gitlab/team/app"),
+    ("http://127.0.0.1:8929/team/app", "gitlab", "team/app", "https://127.0.0.1:8929/team/app"),
+])
+def test_a_source_url_names_the_repository(source, provider, repository, url):
+    commit, why = commits.from_source(source, SHA, "label", GITLABS)
+    assert (commit.provider, commit.repository, commit.sha, commit.url, why) == (provider, repository, SHA, url, "found")
+
+
+@pytest.mark.parametrize("source, says", [
+    ("https://git.example.org/team/app", "is on git.example.org, which is neither github.com nor a configured GitLab "
+                                         "(set reporters.gitlab.url, or add the host to reporters.gitlab.hosts)"),
+    ("https://code.example.com/other/team/app", "is on code.example.com, which is neither"),
+    ("https://github.com/acme", "names no GitHub repository"),
+    ("https://gitlab.com/app", "names no GitLab project"),
+    ("not a url", "is not a repository URL"),
+])
+def test_a_source_url_that_names_no_known_forge_says_what_to_configure(source, says):
+    commit, why = commits.from_source(source, SHA, "label", GITLABS)
+    assert commit is None and says in why and repr(source) in why
+
+
+@pytest.mark.parametrize("value, full", [(SHA, True), (SHA[:12], False), (SHA.upper(), False), ("0" * 40, False),
+                                         ("a" * 64, True), ("v1.2.3", False), (None, False)])
+def test_full_sha(value, full):
+    assert commits.is_full_sha(value) is full

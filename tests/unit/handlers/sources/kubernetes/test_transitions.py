@@ -56,6 +56,31 @@ def test_failed_rollout():
     assert found == [("rollout_failed", "1")]
 
 
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_a_failed_rollout_names_the_digest_its_template_asks_for():
+    """So a rule on rollout_failed can report on the commit that digest was built from."""
+    stuck = deployment(image=f"127.0.0.1:5000/web@{DIGEST}", complete=False)
+    stuck["status"]["conditions"] = [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]
+    old = WORKLOAD.summarize(deployment(image=f"127.0.0.1:5000/web@{DIGEST}", complete=False), None)
+    [failed] = [t for t in WORKLOAD.transitions(old, WORKLOAD.summarize(stuck, old), stuck) if t.name == "rollout_failed"]
+    assert failed.data["images"] == [{"container": "app", "image": f"127.0.0.1:5000/web@{DIGEST}",
+                                      "repository": "127.0.0.1:5000/web", "digest": DIGEST}]
+
+
+def test_a_crashloop_names_the_digest_the_container_runs():
+    observer = transitions.OBSERVERS["Pod"]
+    crashing = pod("CrashLoopBackOff", 3)
+    crashing["spec"] = {"containers": [{"name": "app", "image": "registry.example/web:1"}]}
+    crashing["status"]["containerStatuses"][0].update(image="registry.example/web:1",
+                                                      imageID=f"registry.example/web@{DIGEST}")
+    old = observer.summarize(pod(), None)
+    [crash] = observer.transitions(old, observer.summarize(crashing, old), crashing)
+    assert crash.data["images"] == [{"container": "app", "image": "registry.example/web:1",
+                                     "repository": "registry.example/web", "digest": DIGEST}]
+
+
 def pod(waiting=None, restarts=0, ready=True):
     state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
     return {"metadata": {"uid": "p", "ownerReferences": []}, "status": {
