@@ -14,10 +14,9 @@ one; a second 401 is permanent.
 The installation is ``reporters.github.installation_id`` or, unset, the one installed on the run's
 repository (``GET /repos/{owner}/{repo}/installation``), cached per repository.
 
-Reporters receive no settings, so ``serve`` hands them over at start through a background part
-(:func:`configure`, as the Kubernetes client does): it also checks the private key once there, so
-``serve`` refuses to start with a key that is not a PEM RSA key (one line naming the setting)
-instead of failing every report later.
+Reporters receive no settings; the CLI tells them once loaded (``@plugins.on_settings``), and the
+private key is checked then, so ``serve`` (like any command) refuses to start with a key that is not
+a PEM RSA key, in one line naming the setting, instead of failing every report later.
 """
 
 from __future__ import annotations
@@ -209,9 +208,10 @@ _app: App | None = None
 
 
 def configure(settings: GithubSettings) -> App:
-    """Use ``settings`` from now on (``serve`` calls this at start); caches start empty."""
+    """Use ``settings`` from now on; the token and installation caches are kept unless they changed."""
     global _app
-    _app = App(settings)
+    if _app is None or _app.settings != settings:
+        _app = App(settings)
     return _app
 
 
@@ -220,9 +220,9 @@ def current() -> App:
     return _app if _app is not None else configure(GithubSettings())
 
 
-@plugins.background_source("reporters.github")
-async def start(settings: Settings, bus: Any) -> None:
-    """Hand ``reporters.github`` to the reporters and check the key now, not at the first report."""
+@plugins.on_settings("reporters.github")
+def configured(settings: Settings) -> None:
+    """Hand ``reporters.github`` to the reporters, and check the key now rather than at the first report."""
     app = configure(settings.reporters.github)
     if app.settings.app:
         try:

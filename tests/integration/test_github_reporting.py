@@ -221,5 +221,5 @@ async def test_a_private_key_that_is_not_a_key_stops_serve_with_one_line(nats_se
     output = (tmp_path / "router.log").read_text()
     assert process.returncode == 2, output
     (line,) = [line for line in output.splitlines() if "error" in line.lower()]
-    assert line.startswith("trigger-router: error: source/reporters.github: reporters.github.private_key: "), output
+    assert line.startswith("trigger-router: error: reporters.github.private_key: "), output
     assert "not-really-a-key-0123" not in output and "Traceback" not in output

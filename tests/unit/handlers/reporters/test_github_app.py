@@ -172,12 +172,12 @@ def test_an_app_id_without_its_key_is_a_settings_error():
         config.load(None, env={"TRIGGER_ROUTER_REPORTERS__GITHUB__APP_ID": "123"})
 
 
-async def test_serve_checks_the_key_at_start(github, tmp_path):
+def test_the_key_is_checked_once_the_settings_are_loaded(github, tmp_path):
     (tmp_path / "broken.pem").write_text("not a key")
     settings = config.load(None, env={"TRIGGER_ROUTER_REPORTERS__GITHUB__APP_ID": "123",
                                       "TRIGGER_ROUTER_REPORTERS__GITHUB__PRIVATE_KEY_FILE": str(tmp_path / "broken.pem")})
     with pytest.raises(errors.ConfigError, match="reporters.github.private_key: .*not a PEM private key"):
-        await github_app.start(settings, None)
+        github_app.configured(settings)
     assert "not a key" not in str(settings.reporters.github)  # SecretStr: masked in reprs
 
 
