@@ -56,6 +56,8 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
             try:
                 entry["action"] = {verdict.rule.action.name: verdict.rule.render(event)}
                 entry["environment"] = verdict.rule.environment_for(event)
+                if verdict.rule.reports:
+                    entry["report"] = verdict.rule.render_reports(event)
                 entry["commit"] = ({"provider": commit.provider, "repository": commit.repository, "sha": commit.sha,
                                     "from": commit.found} if commit else {"none": why})
             except errors.PermanentError as exc:
@@ -72,6 +74,9 @@ def test(paths: list[str], event_file: str, as_json: bool, settings: settings_mo
             rendered = entry.get("action") or {"renderError": entry.get("renderError")}
             print("          " + json.dumps(rendered, indent=2).replace("\n", "\n          "))
             print(f"          commit: {commit.describe() if commit else 'none: ' + why}")
+            for plan in entry.get("report", []):
+                shown = plan.get("params") if "params" in plan else {"error": plan.get("error")}
+                print(f"          report: {plan['reporter']} {json.dumps(shown, sort_keys=True)}")
         else:
             print(f"no match  {entry['rule']}: {entry['reason']}")
     matched = sum(1 for e in report if e["matched"])

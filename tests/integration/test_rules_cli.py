@@ -45,7 +45,8 @@ def test_dry_run_explains_match_and_non_match(tmp_path):
 def test_dry_run_names_the_commit_a_verdict_belongs_to(tmp_path):
     rule = tmp_path / "push.yaml"
     rule.write_text("kind: TriggerRule\nmetadata: {name: on-push}\nspec:\n  filters: [{exact: {type: com.github.push}}]\n"
-                    "  action: {exec: {command: [echo]}}\n")
+                    "  action: {exec: {command: [echo]}}\n"
+                    "  report: [{cloudevent: {uri: 'https://hooks.example/{{ data.repository.name }}'}}]\n")
     payload = json.loads((SHARED / "fixtures/github/push/with-new-branch.payload.json").read_text())
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"specversion": "1.0", "id": "p1", "source": "https://github.com/x",
@@ -54,3 +55,6 @@ def test_dry_run_names_the_commit_a_verdict_belongs_to(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (f"commit: github {payload['repository']['full_name']} @ {payload['after'][:12]} "
             "(from data.after of com.github.push)") in result.stdout
+    reported = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("report:")]
+    assert len(reported) == 1 and reported[0].startswith("report: cloudevent {")
+    assert f'"uri": "https://hooks.example/{payload["repository"]["name"]}"' in reported[0]
