@@ -31,6 +31,7 @@ from router.bus import backoff, consumers, kv, publishing
 from router.bus.publishing import Published, msg_id, subject_token  # noqa: F401 (the bus's surface)
 from router.config.settings import BusSettings, NatsSettings
 from router.model import events, tracecontext
+from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -317,12 +318,12 @@ class Bus:
     def encode(self, event: events.CloudEvent, subject: str | None = None) -> publishing.Outgoing:
         """``publishing.encode`` for this bus: every bound checked, nothing sent. An event without
         a valid ``traceparent`` starts a new trace here (``model.tracecontext``)."""
-        event = tracecontext.ensure(event)
-        return publishing.encode(event, subject or self.subject_for(event), self.max_payload,
+        return publishing.encode(tracecontext.ensure(event), subject or self.subject_for(event), self.max_payload,
                                  from_type=subject is None)
 
     async def publish(self, event: events.CloudEvent, subject: str | None = None) -> Published:
-        return await self.send(self.encode(event, subject))  # a bad event is refused even while down
+        published = await self.send(self.encode(event, subject))  # a bad event is refused even while down
+        return metrics.published_all([event], [published])[0]
 
     async def publish_raw(self, subject: str, payload: bytes, msg_id: str,
                           headers: dict[str, str] | None = None) -> Published:
@@ -338,7 +339,7 @@ class Bus:
     async def publish_all(self, batch: list[events.CloudEvent]) -> list[Published]:
         """Every event encoded and checked before any is sent (a batch is refused whole), then sent
         concurrently; succeeds only when every event is stored (retries are deduplicated)."""
-        return await self.send_all([self.encode(event) for event in batch])
+        return metrics.published_all(batch, await self.send_all([self.encode(event) for event in batch]))
 
     async def send_all(self, messages: list[publishing.Outgoing]) -> list[Published]:
         results = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)

@@ -33,7 +33,7 @@ from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.edge import app as web_edge
 from router.edge import protocol
-from router.engine import runs
+from router.engine import backlogs, runs
 from router.engine import supervisor as supervision
 from router.engine.executor import Executor
 from router.engine.reporting import ReportWorker
@@ -43,6 +43,7 @@ from router.rules import loading as rules
 from router.rules.matching import Matcher
 from router.rules.reload import RuleReloader
 from router.rules.ruleset import RuleSet, Sink
+from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         url, server = await nats_url(settings)
         supervisor.add("bus", functools.partial(bus.run, url))
         supervisor.add("limits", functools.partial(check_limits, bus, settings))
+        if settings.metrics.enabled:
+            metrics.watch_gauges(lambda: bus.connected, lambda: bus.connected and not supervisor.failing())
+            supervisor.add("backlogs", functools.partial(backlogs.poll, bus, settings))
         for name, run in plugins.background_sources.items():
             supervisor.add(f"source/{name}", functools.partial(run, settings, bus))
         if routing:

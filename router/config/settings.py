@@ -29,6 +29,7 @@ from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationErr
 from router import errors
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
+from router.config.telemetry import MetricsSettings
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
@@ -211,6 +212,7 @@ class Settings(Section):
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
     reporting: ReportingSettings = ReportingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
     shutdown_grace: Duration = Field(25.0, gt=0)

@@ -32,6 +32,7 @@ from router.engine import supervisor as supervision
 from router.edge import protocol, tokens
 from router.model import events, jsontext, tracecontext
 from router.model.bindings import http as http_binding
+from router.telemetry import metrics
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 
 __all__ = ["make_app", "BUS", "SETTINGS", "SOURCES", "SUPERVISOR"]
@@ -52,6 +53,26 @@ def error_response(status: int, detail: str, field: str | None = None,
     return protocol.json_error(status, detail, field=field, limit=limit, headers=headers)
 
 
+def _ingest_source(request: web.Request) -> str | None:
+    """``events``, a known webhook source's name, ``unknown``; None for requests that are not ingest."""
+    if request.path == "/events":
+        return "events"
+    if request.path.startswith("/webhooks/"):
+        name = request.match_info.get("source", "")
+        return name if name in request.app[SOURCES] else "unknown"
+    return None
+
+
+@web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``trigger_router_ingest_requests_total`` by source and the status answered."""
+    response = await handler(request)
+    source = _ingest_source(request)
+    if source is not None:
+        metrics.ingest(source, response.status)
+    return response
+
+
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -60,6 +81,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.warning("%s %s refused (503): %s", request.method, request.path, exc.detail)
         return error_response(503, exc.detail, headers={"Retry-After": str(exc.retry_after)})
     except errors.IngestError as exc:
+        metrics.rejected(_ingest_source(request) or request.path, exc.__class__.__name__)
         delivery = request.get(DELIVERY_ID) or "-"
         log.info("%s %s delivery=%s refused (%d): %s", request.method, request.path, delivery,
                  exc.status, exc.detail)
@@ -128,6 +150,7 @@ async def publish(request: web.Request, batch: list[events.CloudEvent],
     except errors.BusUnavailable as exc:
         exc.retry_after = request.app[SETTINGS].http.retry_after
         raise
+    metrics.published_all(batch, stored)
     return [{"id": e.id, "source": e.source, "type": e.type, "duplicate": s.duplicate}
             for e, s in zip(batch, stored)]
 
@@ -243,7 +266,7 @@ async def readyz(request: web.Request) -> web.Response:
 def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
              supervisor: supervision.Supervisor | None = None) -> web.Application:
     # aiohttp's own limit is a backstop only; read_body enforces the configured one with a JSON 413.
-    app = web.Application(middlewares=[errors_as_json],
+    app = web.Application(middlewares=[counted, errors_as_json],
                           client_max_size=settings.http.max_body_bytes + 1024 * 1024,
                           handler_args=protocol.handler_args(settings.http))
     app[SETTINGS] = settings
@@ -256,4 +279,11 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
     app.router.add_post("/webhooks/{source}/{token}", post_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.metrics.enabled:
+        app.router.add_get(settings.metrics.path, serve_metrics)
     return app
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of ``router.telemetry.metrics``."""
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})

@@ -46,6 +46,7 @@ from router.engine.policy.store import PolicyStore
 from router.model import events, outcomes, tracecontext
 from router.plugins import actions as plugin_actions
 from router.plugins.catalog import Catalog
+from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 WAITING = 10_000
@@ -179,6 +180,7 @@ class Executor:
                 ended = {**state, "state": "finished", "outcome": verdict.outcome, "reason": verdict.reason,
                          "decision": verdict.label, "finishedAt": time.time()}
                 if await self.states.write(record.run_id, ended, revision) is not None:
+                    metrics.run_finished(record.rule, record.action, verdict.outcome, None)
                     await self._conclude(msg, record, await trigger(), ended)
                     return
                 continue
@@ -224,6 +226,8 @@ class Executor:
             if cancelled.done() and result.outcome == "cancel":
                 changes["decision"] = "replaced"
             stored = await held.finish(changes)
+            if stored is not None:
+                metrics.run_finished(record.rule, record.action, result.outcome, duration)
         finally:
             heartbeat.cancel()
         if stored is None:

@@ -49,6 +49,7 @@ from router.model import commits, events, outcomes, tracecontext
 from router.model.bindings import nats as nats_binding
 from router.plugins import reporters as api
 from router.plugins.catalog import Catalog
+from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class ReportWorker:
                 waits.append(wait)
                 continue
             progress = await self._call(entry, progress, stage, trigger, joined, outcome)
+            metrics.report(progress.get("reporter") or "unknown", stage, progress["attempts"][-1]["result"])
             entry = {**entry, "reporters": [*entry["reporters"][:index], progress, *entry["reporters"][index + 1:]]}
             written = await self.states.write(run_id, entry, revision)
             if written is None:

@@ -35,6 +35,7 @@ from router.engine.policy.store import PolicyStore
 from router.model import commits, events, tracecontext
 from router.model.bindings import nats as nats_binding
 from router.rules import celexpr
+from router.telemetry import metrics
 from router.rules.loading import Rule
 from router.rules.matching import Matcher
 
@@ -79,6 +80,7 @@ class EventRouter:
             await consumers.unsubscribe(subscription)
 
     async def handle(self, messages: list[Msg]) -> None:
+        metrics.routed(len(messages))
         matcher = self.matcher
         progress = asyncio.create_task(self._progress(messages))
         try:
@@ -126,6 +128,7 @@ class EventRouter:
         where = (msg.metadata.stream, msg.metadata.sequence.stream)
         records = []
         for rule in matcher.match(event):
+            metrics.matched(rule.name)
             if rule.correlation is None:
                 batch = [self._record(rule, event, where)]
             else:

@@ -50,6 +50,7 @@ from router.plugins.catalog import (action, background_source, commit_finder, on
                                    settings_section, webhook_source)
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.rules import templates
+from router.telemetry import metrics
 
 __all__ = [
     # registration
@@ -60,6 +61,8 @@ __all__ = [
     "Context", "Params", "Result", "actions", "templates",
     # reporters
     "http_binding", "ratelimits", "reporters",
+    # observability
+    "metrics",
     # the model
     "CloudEvent", "artifacts", "cdevents", "commits", "event_types", "events", "references",
     # errors and settings

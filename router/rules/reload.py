@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 from router import errors
 from router.rules import loading as rules
 from router.rules.matching import Matcher
+from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,12 @@ class RuleReloader:
                 matcher = await asyncio.to_thread(self.load)
             except errors.RuleError as exc:
                 log.error("rule reload rejected, the previous rules keep serving: %s", exc)
+                metrics.reload(applied=False)
                 continue
             except Exception:  # noqa: BLE001 - a bug while loading must not end reloads or routing
                 log.exception("rule reload failed unexpectedly, the previous rules keep serving")
+                metrics.reload(applied=False)
                 continue
             self.apply(matcher)
+            metrics.reload(applied=True)
             log.info("rules reloaded: %d rule(s) from %s", len(matcher.rules), ", ".join(self.paths))

@@ -21,6 +21,7 @@ from typing import Any
 from handlers.kubernetes import client as kube
 from handlers.kubernetes.settings import KubernetesSettings, Watch
 from handlers.sources.kubernetes import emit, state, transitions
+from router import plugins
 from router.plugins import errors
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,14 @@ class ResourceWatch:
             except errors.KubernetesRefused as exc:
                 if exc.status == 410:
                     log.info("%s: resourceVersion %s expired; re-listing", self.label, self.memory.resource_version)
+                    plugins.metrics.watch_restart(self.spec.kind, "gone")
                     await self._relist_with_retry()
                     continue
                 log.error("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                plugins.metrics.watch_restart(self.spec.kind, "refused")
             except (errors.KubernetesUnavailable, errors.BusUnavailable) as exc:
                 log.warning("%s: %s; retrying in %.1fs", self.label, exc, delay)
+                plugins.metrics.watch_restart(self.spec.kind, "unavailable")
             except Exception:  # a bug (an object shaped unlike any seen) must not end the watch for good
                 log.exception("%s: watch failed; retrying in %.1fs", self.label, delay)
             await asyncio.sleep(random.uniform(0, delay))  # full jitter: replicas do not reconnect in step
@@ -187,6 +191,7 @@ class ResourceWatch:
         for transition in self.observer.transitions(old, new, obj):
             for event in await emit.build(self.client, obj, self.plural, transition):
                 published = await self.bus.publish(event)
+                plugins.metrics.watch_transition(self.spec.kind, transition.name)
                 self.published += 1
                 self.duplicates += published.duplicate
                 log.info("%s %s (%s/%s)%s", event.type, event.id, obj["metadata"].get("namespace"),
