@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model, model_validator
+from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 from router import errors
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
+from router.config.web import WebSettings, check_exposure
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
@@ -211,6 +213,7 @@ class Settings(Section):
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
     reporting: ReportingSettings = ReportingSettings()
+    web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
     shutdown_grace: Duration = Field(25.0, gt=0)
@@ -218,6 +221,11 @@ class Settings(Section):
     in-flight work and the NATS drain get the time, then the process exits with status 1 whatever
     is still pending (a second signal exits at once). Keep it below the pod's
     ``terminationGracePeriodSeconds`` (30 s by default)."""
+
+    @field_validator("web")
+    @classmethod
+    def _web_exposed(cls, web: WebSettings, info: ValidationInfo) -> WebSettings:
+        return check_exposure(web, info.data["http"].host) if "http" in info.data else web
 
     def embedded_data_dir(self) -> Path:
         return self.nats.embedded.data_dir or self.state_dir / "nats"
