@@ -11,13 +11,15 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
+from router.bus import stored
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters, reports, runs
 from router.engine.policy import correlation
 from router.engine.policy.store import PolicyStore
+from router.model import events
 
-__all__ = ["get_run", "list_runs", "retry_run", "runs_stream_config"]
+__all__ = ["get_run", "list_runs", "recent_runs", "retry_run", "runs_stream_config", "trigger_event"]
 
 runs_stream_config = runs.runs_stream_config
 
@@ -29,6 +31,21 @@ async def list_runs(js: JetStreamContext, settings: Settings,
     joins = await correlation.waiting(await PolicyStore.open(js, settings))
     return ([s for s in states if rule is None or s.get("rule") == rule],
             [j for j in joins if rule is None or j.get("rule") == rule])
+
+
+async def recent_runs(js: JetStreamContext, settings: Settings, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """At most ``limit`` run states, the most recently written, latest queued first; and about how
+    many the bucket holds (the web view says so when it shows fewer)."""
+    return await (await runs.RunStates.open(js, settings)).newest(limit)
+
+
+async def trigger_event(js: JetStreamContext, state: dict[str, Any]) -> events.CloudEvent | None:
+    """The run's triggering event, read back through its ``eventRef``; ``None`` when the state has no
+    reference (runs recorded before it existed) or retention has removed the event."""
+    ref = state.get("eventRef")
+    if not isinstance(ref, list) or len(ref) != 2:
+        return None
+    return await stored.event(js, str(ref[0]), int(ref[1]))
 
 
 async def get_run(js: JetStreamContext, settings: Settings, run_id: str) -> dict[str, Any] | None:
