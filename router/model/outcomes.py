@@ -51,9 +51,13 @@ def _chain_id(trigger: events.CloudEvent) -> str | None:
     return None
 
 
-def chain_id(trigger: events.CloudEvent, run_id: str) -> str:
-    """The ``context.chainId`` every outcome of the run carries (what ``build`` puts there)."""
-    return _chain_id(trigger) or cdevents.deterministic_id("chain", f"run\x00{run_id}")
+def chain_id(trigger: events.CloudEvent | None, run_id: str) -> str:
+    """The ``context.chainId`` every outcome of the run carries (what ``build`` puts there).
+
+    ``None`` for a trigger that is no longer stored: right unless the trigger was a CDEvent with a
+    ``chainId`` of its own (the caller knows its type)."""
+    own = _chain_id(trigger) if trigger is not None else None
+    return own or cdevents.deterministic_id("chain", f"run\x00{run_id}")
 
 
 def build(stage: str, *, run_id: str, rule: str, action: str, environment: str,
