@@ -13,6 +13,7 @@ Without the browser the test skips on a developer machine and FAILS in CI (``CI=
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import shutil
@@ -33,9 +34,7 @@ HOSTILE = "<script>document.title='pwned'</script>"
 
 def need_browser() -> None:
     missing = [name for name, found in (("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         missing.append("selenium (pip)")
     if missing:
         why = f"the web view test needs {', '.join(missing)} (make test installs them)"
