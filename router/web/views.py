@@ -69,7 +69,7 @@ async def runs_page(request: web.Request) -> web.Response:
     js = _js(request)
     states, total = await queries.recent_runs(js, settings, settings.web.max_runs)
     selected, admitted = filters.select(states)
-    joins = await queries.waiting_joins(js, settings)
+    joins = [j for j in await queries.waiting_joins(js, settings) if not filters.rule or j.get("rule") == filters.rule]
     return _html(pages.render(
         "runs.html", root=MOUNT, page="runs", filters=filters, rows=[history.row(s) for s in selected],
         admitted=admitted, read=len(states), total=total, max_runs=settings.web.max_runs,

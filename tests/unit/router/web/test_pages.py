@@ -15,6 +15,8 @@ NOW = time.time()
 STATE = {"runId": "a" * 32, "rule": "smoke", "state": "finished", "outcome": "failure", "queuedAt": NOW - 5,
          "finishedAt": NOW, "reason": f"body was {HOSTILE}", "event": {"id": HOSTILE, "type": "t", "source": "/s"},
          "checks": [{"name": HOSTILE, "passed": False, "error": HOSTILE}], "joined": {"deploy": {"id": HOSTILE}}}
+JOIN = {"id": "j", "rule": "smoke", "key": HOSTILE, "events": {"build": {}}, "missing": ["deploy"], "started": NOW,
+        "expires": NOW + 60}
 TRIGGER = events.make({"id": HOSTILE, "source": "/s", "type": "t", "subject": HOSTILE}, {"note": HOSTILE})
 
 
@@ -23,7 +25,7 @@ def rendered() -> dict[str, str]:
     return {
         "runs": pages.render("runs.html", root="/ui", page="runs", filters=history.Filters.parse({"rule": HOSTILE}),
                              rows=[history.row(STATE)], admitted=1, read=1, total=1, max_runs=10, rules=[HOSTILE],
-                             outcomes=history.OUTCOMES, joins=[]),
+                             outcomes=history.OUTCOMES, joins=[JOIN]),
         "run": pages.render("run.html", root="/ui", page="runs", run_id="a" * 32, state=STATE,
                             steps=timeline.build(STATE, TRIGGER), chain=HOSTILE, joined=sorted(STATE["joined"].items()),
                             event_text=history.event_json(TRIGGER)[0], event_cut=0, event_limit=1),
@@ -50,3 +52,9 @@ def test_the_pages_load_nothing_from_elsewhere():
                                          (7500, "2 h 5 min")])
 def test_seconds(value, shown):
     assert pages.seconds(value) == shown
+
+
+def test_waiting_joins_are_listed_with_what_they_miss():
+    html = rendered()["runs"]
+    row = html[html.index('<table id="joins">'):]
+    assert "<td>build</td>" in row and "<td>deploy</td>" in row and "&lt;script&gt;" in row
