@@ -79,7 +79,7 @@ def _finished_step(state: Mapping[str, Any]) -> Step:
         return Step("finished", "not finished yet", "pending", detail=f"state: {state.get('state', 'unknown')}")
     outcome = state.get("outcome") or "-"
     took = duration(state)
-    fields = [("outcome", outcome), ("attempts", str(state.get("attempts", 0))),
+    fields = [("outcome", outcome), ("action attempts", str(state.get("attempts", 0))),
               ("duration", "-" if took is None else f"{took:.3f} s")]
     if state.get("severity"):
         fields.append(("severity", str(state["severity"])))

@@ -33,7 +33,7 @@ def test_a_failed_run_in_order():
     assert dict(started.fields)["worker"] == "host:1:ab"
     assert failed.title == "check: version" and failed.detail == "JSON field 'sha' is 'old', expected 'abc'"
     assert finished.detail == "1 of 2 check(s) still failing"
-    assert dict(finished.fields) == {"outcome": "failure", "attempts": "1", "duration": "2.500 s"}
+    assert dict(finished.fields) == {"outcome": "failure", "action attempts": "1", "duration": "2.500 s"}
 
 
 @pytest.mark.parametrize("changes,step,expected", [
