@@ -6,7 +6,9 @@ plus a rule that always passes; then Chromium (Debian's ``chromium`` and ``chrom
 driven by Selenium) reads the pages. Screenshots go to the test's tmp dir (the path is printed).
 Chromium is pointed at a dead proxy for everything but loopback: the pages must work offline.
 
-Without the browser the test skips on a developer machine and FAILS in CI (``CI=true``):
+A second test, without the browser, checks that a page reads only ``web.max_runs`` run states.
+
+Without the browser the first test skips on a developer machine and FAILS in CI (``CI=true``):
 ``make test`` installs it, so a skip there would hide a broken install step.
 """
 
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from router.engine import runs
 from router.model import events
+from tests.integration.conftest import make_settings, serve_edge
 from tests.support import routers
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -224,6 +227,25 @@ async def test_runs_run_and_rules_pages_in_a_real_browser(nats_server, tmp_path,
         print(f"\nweb view screenshots: {shots}")
     finally:
         routers.stop_router(router)
+
+
+async def test_a_page_reads_only_the_newest_run_states(nats_server):
+    """``web.max_runs`` bounds what a page reads, and the page says the bucket holds more."""
+    settings = make_settings(nats_server.url, WEB__ENABLED="true", WEB__MAX_RUNS="3")
+    async with serve_edge(nats_server.url, settings) as served:
+        states = await runs.RunStates.open(served.bus.js, settings)
+        for i in range(5):  # written oldest first: r0 ... r4
+            await states.create(f"{i:032x}", {"runId": f"{i:032x}", "rule": "smoke", "state": "finished",
+                                              "outcome": "success" if i % 2 else "failure", "queuedAt": 1_764_590_400 + i})
+        async with served.http.get(f"{served.url}/ui/runs") as page:
+            assert page.status == 200, await page.text()
+            html = await page.text()
+        shown = re.findall(r'<tr data-run="([0-9a-f]{32})">', html)
+        assert shown == [f"{i:032x}" for i in (4, 3, 2)]  # the three written last, latest queued first
+        assert "out of the\n3 most recently written run state(s) (the bucket holds about 5" in html
+        async with served.http.get(f"{served.url}/ui/rules") as page:
+            rules = await page.text()
+        assert "<td>3</td>" in rules and "failure 2, success 1" in rules and "web.max_runs = 3" in rules
 
 
 async def _finished(probe: routers.Probe, expected: set[str]) -> bool:
