@@ -255,5 +255,5 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if settings.web.enabled:  # read-only run history; its refusals go through errors_as_json too
-        app.add_subapp(web_view.MOUNT, web_view.make_app(settings, bus))
+        web_view.mount(app, settings, bus)
     return app

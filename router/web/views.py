@@ -22,7 +22,7 @@ from router.engine import queries
 from router.model import outcomes
 from router.web import access, history, pages, standings, timeline
 
-__all__ = ["MOUNT", "SECURITY_HEADERS", "make_app"]
+__all__ = ["MOUNT", "SECURITY_HEADERS", "make_app", "mount"]
 
 MOUNT = "/ui"
 SETTINGS = web.AppKey("web_settings", Settings)
@@ -120,3 +120,9 @@ def make_app(settings: Settings, bus: Bus) -> web.Application:
     app.router.add_get("/rules", rules_page)
     app.router.add_get("/static/web.css", stylesheet)
     return app
+
+
+def mount(app: web.Application, settings: Settings, bus: Bus) -> None:
+    """The pages under ``MOUNT`` of ``app`` (the edge); a bare ``/ui`` redirects like ``/ui/`` (it shows nothing)."""
+    app.router.add_get(MOUNT, index)  # before the sub-application, which would answer 404 for it
+    app.add_subapp(MOUNT, make_app(settings, bus))

@@ -47,8 +47,9 @@ async def test_refusals_and_headers(client_for):
     assert style.status == 200 and style.content_type == "text/css"
     assert style.headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'none'")
     assert style.headers["X-Content-Type-Options"] == "nosniff"
-    moved = await client.get("/ui/", headers=AUTH, allow_redirects=False)
-    assert moved.status == 302 and moved.headers["Location"] == "/ui/runs"
+    for entry in ("/ui/", "/ui"):
+        moved = await client.get(entry, headers=AUTH, allow_redirects=False)
+        assert moved.status == 302 and moved.headers["Location"] == "/ui/runs", entry
     assert (await client.post("/ui/runs", headers=AUTH)).status == 405
     away = await client.get("/ui/runs", headers=AUTH)  # NATS never reached: 503 with Retry-After, as ingest
     assert away.status == 503 and "NATS" in (await away.json())["detail"]
