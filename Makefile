@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean registry-tools
+.PHONY: run test bench venv clean registry-tools browser-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -29,7 +29,13 @@ registry-tools:
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    skopeo docker-registry apache2-utils mmdebstrap buildah; }
 
-test: $(STAMP) registry-tools
+# The web view is tested in a real headless Chromium (tests/integration/test_web_view.py, Selenium).
+browser-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    chromium chromium-driver; }
+
+test: $(STAMP) registry-tools browser-tools
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

@@ -125,20 +125,40 @@ class Bucket:
         "initial values done" marker and can answer no keys (or NoKeysError) on a busy server."""
         return [key async for key, _ in self.scan(values=False)]
 
+    async def sequences(self) -> tuple[int, int]:
+        """(messages, last sequence) of the bucket's stream: about how many entries it holds (deletions
+        not yet purged count) and where its newest write is."""
+        try:
+            info = await self.kv._js.stream_info(f"KV_{self.kv._name}")
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc, "list") from exc
+        return info.state.messages, info.state.last_seq
+
     SCAN_PAGE = 1000
 
-    async def scan(self, prefix: str | None = None, *, values: bool = True) -> AsyncIterator[tuple[str, Any]]:
+    async def scan(self, prefix: str | None = None, *, values: bool = True,
+                   newest: int | None = None) -> AsyncIterator[tuple[str, Any]]:
         """Every live key under ``prefix.`` (every key without one) with its value, in pages of
         ``SCAN_PAGE``; ``values=False``: keys only (the value is None, and not sent).
 
         An ephemeral pull consumer on the bucket's stream, last value per key, no acks: unlike
         nats-py's ``KeyValue.watch``/``keys`` there is no "initial values done" marker to race
         with, the end is ``num_pending == 0``. Deleted and purged keys are skipped.
+
+        ``newest``: only what the last ``newest`` messages of the stream hold, i.e. the keys written
+        most recently (oldest of them first), so a page can read a bucket of a million runs in
+        bounded time. Exact for buckets of history 1 (every bucket here); with more history a key
+        may come more than once, its latest value last.
         """
         stream = f"KV_{self.kv._name}"
         subject = f"{self.kv._pre}{prefix}.>" if prefix else f"{self.kv._pre}>"
-        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
-                                    ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
+        where: dict[str, Any] = {"deliver_policy": api.DeliverPolicy.LAST_PER_SUBJECT}
+        if newest is not None:
+            _, last = await self.sequences()
+            if last == 0 or newest <= 0:
+                return
+            where = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": max(1, last - newest + 1)}
+        config = api.ConsumerConfig(**where, ack_policy=api.AckPolicy.NONE, inactive_threshold=60.0,
                                     max_ack_pending=-1, headers_only=not values)
         try:
             subscription = await self.kv._js.pull_subscribe(subject, stream=stream, config=config)

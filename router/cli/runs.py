@@ -47,17 +47,7 @@ async def list_runs(settings: Settings, as_json: bool, rule: str | None) -> int:
 
 
 def policy_note(state: dict) -> str:
-    """One phrase for what run policies did to this run ("-" when none applied)."""
-    label, finished = state.get("decision"), state.get("state") == "finished"
-    if finished and state.get("outcome") == "cancel":
-        return state.get("reason") or label or "-"
-    if not label or label == "queued":
-        return "-"
-    if not finished and label == "rate-limited":
-        return f"rate-limited until {_when(state.get('rateLimitedUntil'))}"
-    if not finished and state.get("notBefore"):
-        return f"{label} until {_when(state['notBefore'])}"
-    return label
+    return queries.policy_note(state, _when)
 
 
 async def retry_run(settings: Settings, run_id: str) -> int:

@@ -89,6 +89,9 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             raise errors.ConfigError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
                                      f"{exc.strerror or exc}", path="http.port") from exc
         log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
+        if settings.web.enabled:
+            log.info("run-history web view at /ui/ (%s)", "credentials required" if settings.web.has_credentials()
+                     else "no credentials configured: open, on loopback only")
         url, server = await nats_url(settings)
         supervisor.add("bus", functools.partial(bus.run, url))
         supervisor.add("limits", functools.partial(check_limits, bus, settings))

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model, model_validator
+from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 from router import errors
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
-from router.config.telemetry import MetricsSettings
+from router.config.telemetry import LogSettings, MetricsSettings
+from router.config.web import WebSettings, check_exposure
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
@@ -199,11 +201,6 @@ class RouterSettings(Section):
     """Core NATS subject prefix for live signals to executors (``<prefix>.cancel.<run id>``)."""
 
 
-class LogSettings(Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["text", "json"] = "text"
-
-
 class Settings(Section):
     nats: NatsSettings = NatsSettings()
     bus: BusSettings = BusSettings()
@@ -213,6 +210,7 @@ class Settings(Section):
     router: RouterSettings = RouterSettings()
     reporting: ReportingSettings = ReportingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
     shutdown_grace: Duration = Field(25.0, gt=0)
@@ -220,6 +218,11 @@ class Settings(Section):
     in-flight work and the NATS drain get the time, then the process exits with status 1 whatever
     is still pending (a second signal exits at once). Keep it below the pod's
     ``terminationGracePeriodSeconds`` (30 s by default)."""
+
+    @field_validator("web")
+    @classmethod
+    def _web_exposed(cls, web: WebSettings, info: ValidationInfo) -> WebSettings:
+        return check_exposure(web, info.data["http"].host) if "http" in info.data else web
 
     def embedded_data_dir(self) -> Path:
         return self.nats.embedded.data_dir or self.state_dir / "nats"

@@ -1,13 +1,21 @@
-"""The ``metrics`` and ``tracing`` settings: what an operator can observe of the service.
+"""The ``log`` and ``metrics`` settings: what an operator can observe of the service.
 
 Their own module only to keep ``settings`` short; they are core sections like ``router``.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from router.config.base import Duration, Section
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    """``json``: one object per line with the fields of ``router.config.logcontext`` (``run_id``, ``trace_id``...)."""
 
 
 class MetricsSettings(Section):

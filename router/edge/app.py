@@ -11,6 +11,7 @@ checked and every event of a request encoded before the first is published, so a
 can never be stored gets a 4xx with nothing stored, and 503 is kept for what a retry can fix
 (JetStream not storing right now).
 Requests aiohttp cannot even parse, and slow senders, are ``protocol``'s.
+The run-history pages under ``/ui/`` (``web.enabled``) are ``router.web``'s sub-application.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from router.model import events, jsontext, tracecontext
 from router.model.bindings import http as http_binding
 from router.telemetry import metrics
 from router.plugins.sources import Delivery, Rejected, WebhookSource
+from router.web import views as web_view
 
 __all__ = ["make_app", "BUS", "SETTINGS", "SOURCES", "SUPERVISOR"]
 
@@ -281,6 +283,8 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
     app.router.add_get("/readyz", readyz)
     if settings.metrics.enabled:
         app.router.add_get(settings.metrics.path, serve_metrics)
+    if settings.web.enabled:  # read-only run history; its refusals go through errors_as_json too
+        web_view.mount(app, settings, bus)
     return app
 
 

@@ -27,7 +27,6 @@ Answers never contain the token; they name the client (``events_auth.clients[].n
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -35,6 +34,7 @@ from pydantic import SecretStr
 
 from router import errors
 from router.config.settings import EventsAuthSettings, Settings
+from router.config.web import is_loopback  # one definition of "beyond loopback" for /events and /ui/
 from router.model import event_types
 from router.model.events import CloudEvent
 
@@ -86,15 +86,6 @@ def reserved_family(event_type: str) -> str | None:
     """The reserved namespace ``event_type`` falls in (ignoring case), or None."""
     folded = event_type.casefold()
     return next((prefix for prefix in RESERVED if folded.startswith(prefix)), None)
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name or "" (every interface): beyond loopback
 
 
 def _quoted(value: str, limit: int = 80) -> str:

@@ -7,17 +7,20 @@ executor or the policy runtime (and those can change without breaking the comman
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from nats.js import JetStreamContext
 
+from router.bus import stored
 from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters, reports, runs
 from router.engine.policy import correlation
 from router.engine.policy.store import PolicyStore
+from router.model import events
 
-__all__ = ["get_run", "list_runs", "retry_run", "runs_stream_config"]
+__all__ = ["get_run", "list_runs", "policy_note", "recent_runs", "retry_run", "runs_stream_config", "trigger_event",
+           "waiting_joins"]
 
 runs_stream_config = runs.runs_stream_config
 
@@ -29,6 +32,26 @@ async def list_runs(js: JetStreamContext, settings: Settings,
     joins = await correlation.waiting(await PolicyStore.open(js, settings))
     return ([s for s in states if rule is None or s.get("rule") == rule],
             [j for j in joins if rule is None or j.get("rule") == rule])
+
+
+async def recent_runs(js: JetStreamContext, settings: Settings, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """At most ``limit`` run states, the most recently written, latest queued first; and about how
+    many the bucket holds (the web view says so when it shows fewer)."""
+    return await (await runs.RunStates.open(js, settings)).newest(limit)
+
+
+async def waiting_joins(js: JetStreamContext, settings: Settings) -> list[dict[str, Any]]:
+    """Every partial correlation join (events arrived, others still missing)."""
+    return await correlation.waiting(await PolicyStore.open(js, settings))
+
+
+async def trigger_event(js: JetStreamContext, state: dict[str, Any]) -> events.CloudEvent | None:
+    """The run's triggering event, read back through its ``eventRef``; ``None`` when the state has no
+    reference (runs recorded before it existed) or retention has removed the event."""
+    ref = state.get("eventRef")
+    if not isinstance(ref, list) or len(ref) != 2:
+        return None
+    return await stored.event(js, str(ref[0]), int(ref[1]))
 
 
 async def get_run(js: JetStreamContext, settings: Settings, run_id: str) -> dict[str, Any] | None:
@@ -54,3 +77,17 @@ async def retry_run(bus: Bus, settings: Settings, run_id: str) -> tuple[str, int
     await bus.publish_raw(f"{settings.router.runs_subject}.{again.run_id}", again.dumps(), again.run_id)
     await states.update(run_id, retries=number, retriedAs=again.run_id)
     return again.run_id, number, reason
+
+
+def policy_note(state: dict[str, Any], when: Callable[[float | None], str]) -> str:
+    """One phrase for what run policies did to this run ("-" when none applied); ``when`` formats a time."""
+    label, finished = state.get("decision"), state.get("state") == "finished"
+    if finished and state.get("outcome") == "cancel":
+        return state.get("reason") or label or "-"
+    if not label or label == "queued":
+        return "-"
+    if not finished and label == "rate-limited":
+        return f"rate-limited until {when(state.get('rateLimitedUntil'))}"
+    if not finished and state.get("notBefore"):
+        return f"{label} until {when(state['notBefore'])}"
+    return label

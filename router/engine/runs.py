@@ -154,6 +154,13 @@ class RunStates:
         _, state = await self.bucket.mutate(run, merge)
         return state
 
+    async def newest(self, count: int) -> tuple[list[dict[str, Any]], int]:
+        """The states written most recently (at most ``count``), latest queued first, and about how
+        many states the bucket holds: a bounded read for pages that show history."""
+        total, _ = await self.bucket.sequences()
+        found = {key: value async for key, value in self.bucket.scan(newest=count) if value}
+        return sorted(found.values(), key=lambda s: s.get("queuedAt", 0), reverse=True), total
+
     async def all(self) -> list[dict[str, Any]]:
         keys = await self.bucket.keys()
         states = await asyncio.gather(*(self.get(key) for key in keys))

@@ -51,6 +51,15 @@ def _chain_id(trigger: events.CloudEvent) -> str | None:
     return None
 
 
+def chain_id(trigger: events.CloudEvent | None, run_id: str) -> str:
+    """The ``context.chainId`` every outcome of the run carries (what ``build`` puts there).
+
+    ``None`` for a trigger that is no longer stored: right unless the trigger was a CDEvent with a
+    ``chainId`` of its own (the caller knows its type)."""
+    own = _chain_id(trigger) if trigger is not None else None
+    return own or cdevents.deterministic_id("chain", f"run\x00{run_id}")
+
+
 def build(stage: str, *, run_id: str, rule: str, action: str, environment: str,
           trigger: events.CloudEvent, result: Result | None = None, attempts: int = 0,
           duration: float | None = None, timestamp: str | None = None) -> events.CloudEvent:
@@ -72,7 +81,7 @@ def build(stage: str, *, run_id: str, rule: str, action: str, environment: str,
     return cdevents.derive(
         trigger, STAGES[stage], subject_id=run_id, content=content,
         event_id=cdevents.deterministic_id("run", run_id, stage),
-        chain_id=_chain_id(trigger), chain_key=f"run\x00{run_id}",
+        chain_id=chain_id(trigger, run_id),
         source=f"{SOURCE}/rules/{rule}", custom_data=custom, timestamp=timestamp or cdevents.now(),
     )
 

@@ -103,3 +103,17 @@ async def test_open_bucket_opens_what_exists(nats_server, bucket):
         assert (await again.get("a")).value == {"n": 1}
     finally:
         await nc.close()
+
+
+async def test_newest_reads_only_the_most_recently_written_keys(bucket):
+    """A history page reads a bounded slice: the keys written last, whatever their names."""
+    for name in ("a", "b", "c", "d"):
+        await bucket.put(name, {"n": name})
+    await bucket.put("a", {"n": "a again"})  # rewritten: now the newest
+    await bucket.delete("c")
+    newest = [(key, value["n"]) async for key, value in bucket.scan(newest=3)]
+    assert newest == [("d", "d"), ("a", "a again")]  # the third-newest message is c's deletion
+    assert [key async for key, _ in bucket.scan(newest=100)] == ["b", "d", "a"]
+    assert [key async for key, _ in bucket.scan(newest=0)] == []
+    messages, last = await bucket.sequences()
+    assert messages == 4 and last == 6  # a, b, d and c's deletion marker; six writes

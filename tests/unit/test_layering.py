@@ -25,8 +25,9 @@ LAYERS = {
     "rules": 4,
     "plugins": 5,
     "engine": 6,
-    "edge": 7,
-    "cli": 8,
+    "web": 7,
+    "edge": 8,
+    "cli": 9,
 }
 MAX_MODULES_PER_FOLDER = 12
 MAX_LINES_PER_MODULE = 400
@@ -151,6 +152,8 @@ def test_folders_are_small_and_say_what_they_own():
         modules = [p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
         if len(modules) > MAX_MODULES_PER_FOLDER:
             problems.append(f"{folder.relative_to(ROOT)} holds {len(modules)} modules")
+        if not any(folder.glob("*.py")) and folder.parent.joinpath("__init__.py").exists():
+            continue  # package data (router/web/templates, static): no code, the package's docstring covers it
         init = folder / "__init__.py"
         if not init.exists() or ast.get_docstring(ast.parse(init.read_text())) is None:
             problems.append(f"{folder.relative_to(ROOT)} has no docstring in __init__.py")
