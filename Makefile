@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench venv clean registry-tools browser-tools
+.PHONY: run test bench venv clean registry-tools browser-tools observability-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
@@ -35,7 +35,13 @@ browser-tools:
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    chromium chromium-driver; }
 
-test: $(STAMP) registry-tools browser-tools
+# /metrics is scraped by a real Prometheus in tests/integration/test_metrics.py.
+observability-tools:
+	@command -v prometheus >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends prometheus; }
+
+test: $(STAMP) registry-tools browser-tools observability-tools
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

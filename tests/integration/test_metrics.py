@@ -1,0 +1,142 @@
+"""``/metrics`` as an operator uses it: a real Prometheus scrapes a real ``serve`` during real runs.
+
+Prometheus is Debian's ``prometheus`` (``make test`` installs it), started on a free port with a
+1 s scrape interval; the answers come from its HTTP query API, so what is asserted is what a
+dashboard or an alert would see. Counts are known from what the test sent: 6 webhook-like events of
+which 4 pass and 2 fail their probe, 1 refused request, 1 duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.support import routers
+from tests.support.registryserver import free_port
+
+PASSING, FAILING = 4, 2
+EVENT_TYPE = "com.example.deployed"
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's prometheus is not installed (make test installs it)")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    return found
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    binary = prometheus_binary()
+
+    def start(target: str):
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "trigger-router", "static_configs": [{"targets": [target]}]}]}))
+        with open(tmp_path / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen([binary, f"--config.file={config}",
+                                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                        f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return f"http://127.0.0.1:{port}"
+
+    started: list[subprocess.Popen] = []
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+async def service():
+    async def answer(request):
+        ok = request.match_info["state"] == "good"
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/{state}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def query(base: str, promql: str) -> list[dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/v1/query", params={"query": promql}) as answer:
+            body = await answer.json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def value(result: list[dict]) -> float | None:
+    return sum(float(r["value"][1]) for r in result) if result else None
+
+
+async def test_prometheus_sees_events_runs_and_durations(nats_server, prometheus, service, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"kind": "TriggerRule", "metadata": {"name": "probed"}, "spec": {
+        "filters": [{"exact": {"type": EVENT_TYPE}}],
+        "action": {"httpProbe": {"checks": [{"url": f"{service}/{{{{ data.state }}}}"}],
+                                 "deadline": "1s", "interval": "250ms"}}}}))
+    port = free_port()
+    process = routers.start_router(nats_server.url, str(rules), port, tmp_path, "router",
+                                   METRICS__POLL_INTERVAL="1s")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async def up():
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as answer:
+                    return answer.status == 200
+            except aiohttp.ClientError:
+                return False
+        await routers.until(up, 30, "serve ready", tmp_path / "router.log")
+        promql = prometheus(f"127.0.0.1:{port}")
+        async with aiohttp.ClientSession() as http:
+            headers = {"Content-Type": "application/cloudevents+json"}
+            for i in range(PASSING + FAILING):
+                event = {"specversion": "1.0", "id": f"m-{i}", "source": "/ci", "type": EVENT_TYPE,
+                         "data": {"state": "good" if i < PASSING else "bad"}}
+                async with http.post(f"{base}/events", data=json.dumps(event), headers=headers) as answer:
+                    assert answer.status == 202, await answer.text()
+            async with http.post(f"{base}/events", data=json.dumps(event), headers=headers) as answer:
+                assert answer.status == 202  # the last one again: a duplicate
+            async with http.post(f"{base}/events", data=b"{not json", headers=headers) as answer:
+                assert answer.status == 400
+
+        async def counted(expression: str, expected: float):
+            async def look():
+                return value(await query(promql, expression)) == expected
+            await routers.until(look, 60, f"{expression} == {expected}", tmp_path / "router.log",
+                                tmp_path / "prometheus.log")
+
+        await counted(f'trigger_router_events_published_total{{type="{EVENT_TYPE}"}}', PASSING + FAILING)
+        await counted(f'trigger_router_events_duplicate_total{{type="{EVENT_TYPE}"}}', 1)
+        await counted('trigger_router_ingest_requests_total{source="events",code="202"}', PASSING + FAILING + 1)
+        await counted('trigger_router_ingest_rejected_total{source="events"}', 1)
+        await counted('trigger_router_rule_matches_total{rule="probed"}', PASSING + FAILING)
+        await counted('trigger_router_runs_total{rule="probed",action="httpProbe",outcome="success"}', PASSING)
+        await counted('trigger_router_runs_total{rule="probed",action="httpProbe",outcome="failure"}', FAILING)
+        await counted('trigger_router_run_duration_seconds_count{rule="probed"}', PASSING + FAILING)
+        await counted('trigger_router_bus_connected', 1)
+        await counted('trigger_router_ready', 1)
+        await counted('trigger_router_consumer_pending_messages{consumer="trigger-router-runs"}', 0)
+        # The failing runs waited out their 1 s deadline: the histogram has them above 0.5 s.
+        slow = value(await query(promql, 'trigger_router_run_duration_seconds_count{rule="probed"} - '
+                                         'ignoring(le) trigger_router_run_duration_seconds_bucket{le="0.5"}'))
+        assert slow is not None and slow >= FAILING
+        labels = {k for r in await query(promql, '{__name__=~"trigger_router_.*"}') for k in r["metric"]}
+        assert not labels & {"run_id", "id", "event_id", "delivery"}  # no ids as labels
+    finally:
+        routers.stop_router(process)
