@@ -96,6 +96,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         supervisor.add("bus", functools.partial(bus.run, url))
         supervisor.add("limits", functools.partial(check_limits, bus, settings))
         if settings.metrics.enabled:
+            metrics.initialize(list(plugins.reporters))
             metrics.watch_gauges(lambda: bus.connected, lambda: bus.connected and not supervisor.failing())
             supervisor.add("backlogs", functools.partial(backlogs.poll, bus, settings))
         for name, run in plugins.background_sources.items():

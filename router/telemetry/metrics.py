@@ -149,6 +149,17 @@ def reload(applied: bool) -> None:
     RULE_RELOADS.labels("applied" if applied else "rejected").inc()
 
 
+def initialize(reporters: list[str] = ()) -> None:
+    """Create the series alerts watch with a 0, so their first increase is seen: Prometheus'
+    ``increase()`` cannot tell a series born at 1 from one that was always 1."""
+    for result in ("applied", "rejected"):
+        RULE_RELOADS.labels(result)
+    for name in reporters:
+        for stage in ("queued", "started", "finished"):
+            for result in ("failed", "gave-up"):
+                REPORTS.labels(bounded("reports", "reporter", name), stage, result)
+
+
 def watch_gauges(connected: Callable[[], bool], ready: Callable[[], bool]) -> None:
     """Gauges read when scraped: the bus connection and readiness of this process."""
     BUS_CONNECTED.set_function(lambda: 1.0 if connected() else 0.0)

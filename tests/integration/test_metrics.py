@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -21,6 +23,7 @@ from tests.support import routers
 from tests.support.registryserver import free_port
 
 PASSING, FAILING = 4, 2
+ALERTS = Path(__file__).resolve().parents[2] / "deploy/helm/trigger-router/files/alerts.yaml"
 EVENT_TYPE = "com.example.deployed"
 
 
@@ -42,6 +45,7 @@ def prometheus(tmp_path):
         config = tmp_path / "prometheus.yml"
         config.write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERTS)],
             "scrape_configs": [{"job_name": "trigger-router", "static_configs": [{"targets": [target]}]}]}))
         with open(tmp_path / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
             process = subprocess.Popen([binary, f"--config.file={config}",
@@ -75,9 +79,23 @@ async def service():
 async def query(base: str, promql: str) -> list[dict]:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/api/v1/query", params={"query": promql}) as answer:
+            if answer.status == 503:  # still starting (replaying its WAL)
+                return []
             body = await answer.json()
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+async def alerts(base: str, name: str) -> list[dict]:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/api/v1/alerts") as answer:
+        found = (await answer.json())["data"]["alerts"]
+    return [a for a in found if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+
+async def rule_health(base: str) -> dict[str, str]:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/api/v1/rules") as answer:
+        groups = (await answer.json())["data"]["groups"]
+    return {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
 
 
 def value(result: list[dict]) -> float | None:
@@ -138,5 +156,21 @@ async def test_prometheus_sees_events_runs_and_durations(nats_server, prometheus
         assert slow is not None and slow >= FAILING
         labels = {k for r in await query(promql, '{__name__=~"trigger_router_.*"}') for k in r["metric"]}
         assert not labels & {"run_id", "id", "event_id", "delivery"}  # no ids as labels
+
+        # The shipped alerts load and evaluate; a rejected reload makes its alert fire.
+        assert await alerts(promql, "TriggerRouterRuleReloadFailing") == []
+        rules.write_text("kind: TriggerRule\nmetadata: {name: probed}\nspec: {action: {nosuch: {}}}\n")
+        firing = await routers.until(lambda: alerts(promql, "TriggerRouterRuleReloadFailing"), 60,
+                                     "the reload alert fired", tmp_path / "router.log", tmp_path / "prometheus.log")
+        assert firing[0]["labels"]["severity"] == "warning"
+        health = await rule_health(promql)
+        assert health and all(h == "ok" for h in health.values()), health
     finally:
         routers.stop_router(process)
+
+
+def test_the_shipped_alerts_pass_promtool():
+    promtool = Path(prometheus_binary()).with_name("promtool")
+    result = subprocess.run([str(promtool), "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout
