@@ -43,7 +43,7 @@ from router.rules import loading as rules
 from router.rules.matching import Matcher
 from router.rules.reload import RuleReloader
 from router.rules.ruleset import RuleSet, Sink
-from router.telemetry import metrics
+from router.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         url, server = await nats_url(settings)
         supervisor.add("bus", functools.partial(bus.run, url))
         supervisor.add("limits", functools.partial(check_limits, bus, settings))
+        tracing.configure(settings.tracing)
         if settings.metrics.enabled:
             metrics.initialize(list(plugins.reporters))
             metrics.watch_gauges(lambda: bus.connected, lambda: bus.connected and not supervisor.failing())
@@ -108,6 +109,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await supervisor.close()
         await plugins.shut_down()  # after the parts: nothing uses a plug-in's connections any more
+        await asyncio.to_thread(tracing.shutdown)  # what is batched is sent
         await runner.cleanup()
         await bus.close()
         if server:

@@ -30,7 +30,7 @@ from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, ValidationEr
 from router import errors
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
-from router.config.telemetry import LogSettings, MetricsSettings
+from router.config.telemetry import LogSettings, MetricsSettings, TracingSettings
 from router.config.web import WebSettings, check_exposure
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
@@ -210,6 +210,7 @@ class Settings(Section):
     router: RouterSettings = RouterSettings()
     reporting: ReportingSettings = ReportingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)

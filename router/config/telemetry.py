@@ -1,4 +1,4 @@
-"""The ``log`` and ``metrics`` settings: what an operator can observe of the service.
+"""The ``log``, ``metrics`` and ``tracing`` settings: what an operator can observe of the service.
 
 Their own module only to keep ``settings`` short; they are core sections like ``router``.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from router.config.base import Duration, Section
 
@@ -26,3 +26,17 @@ class MetricsSettings(Section):
     """Where the text exposition is served, on the HTTP edge's port."""
     poll_interval: Duration = Field(15.0, gt=0)
     """How often consumer backlogs (``trigger_router_consumer_*``) are read from JetStream."""
+
+
+class TracingSettings(Section):
+    """OpenTelemetry export of runs as spans (``router.telemetry.tracing``); trace context travels anyway."""
+
+    otlp_endpoint: str | None = Field(None, pattern=r"^https?://")
+    """OTLP/HTTP traces endpoint (``http://otel-collector:4318/v1/traces``); unset: nothing is exported."""
+    headers: dict[str, SecretStr] = {}
+    """Request headers for the collector (an API key); masked in logs and ``config check``."""
+    service_name: str = "trigger-router"
+    timeout: float = Field(10.0, gt=0)
+    """Seconds one export request may take."""
+    export_interval: Duration = Field(5.0, gt=0)
+    """How long spans are batched before they are sent."""

@@ -46,7 +46,7 @@ from router.engine.policy.store import PolicyStore
 from router.model import events, outcomes, tracecontext
 from router.plugins import actions as plugin_actions
 from router.plugins.catalog import Catalog
-from router.telemetry import metrics
+from router.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 WAITING = 10_000
@@ -213,7 +213,9 @@ class Executor:
             if missing:
                 result, attempts = outcomes.Result("error", missing), 0
             else:
-                result, attempts = await self._attempts(record, trigger, cancelled)
+                span = tracing.run_span(record.run_id, record.rule, record.action, record.about(), record.traceparent)
+                result, attempts = await self._attempts(record, trigger, cancelled, span.traceparent)
+                span.end(result.outcome, result.reason, attempts)
             if held.lost.done():
                 log.warning("run %s: action stopped (%s); the run is left to its new holder",
                             record.run_id, held.lost.result())
@@ -282,7 +284,8 @@ class Executor:
                     "run %s (delivery %d) %s; retrying in %.1fs", run_id, delivered, reason, delay)
         await _settle(msg.nak(delay=delay))
 
-    async def _attempts(self, record: runs.RunRecord, trigger, cancelled=None) -> tuple[outcomes.Result, int]:
+    async def _attempts(self, record: runs.RunRecord, trigger, cancelled=None,
+                        traceparent: str | None = None) -> tuple[outcomes.Result, int]:
         if record.render_error:
             return outcomes.Result("error", record.render_error), 0
         action = self.plugins.actions.get(record.action)
@@ -292,8 +295,7 @@ class Executor:
             params = action.params.model_validate(record.params)
         except ValidationError as exc:
             return outcomes.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
-        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout,
-                                         tracecontext.child(record.traceparent) if record.traceparent else None)
+        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent)
         attempt = 0
         while True:
             attempt += 1

@@ -111,3 +111,63 @@ async def test_a_webhooks_trace_reaches_the_outcomes_the_probe_and_the_logs(nats
     assert finished["event_type"] == "com.github.workflow_run.completed"
     accepted = [line for line in lines if line.get("delivery") == headers["X-GitHub-Delivery"]]
     assert accepted and all(line["trace_id"] == TRACE and line["source"] == "github" for line in accepted)
+
+
+@pytest.fixture
+async def collector():
+    """An OTLP/HTTP receiver: decodes every ExportTraceServiceRequest and keeps its spans."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    spans: list = []
+
+    async def traces(request):
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.read())
+        for resource in message.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}.get("service.name")
+            for scope in resource.scope_spans:
+                spans.extend((service, span) for span in scope.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/traces", spans
+    await runner.cleanup()
+
+
+async def test_with_an_otlp_endpoint_each_run_is_a_span_under_the_triggers(nats_server, service, collector, tmp_path):
+    url, seen = service
+    endpoint, spans = collector
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"kind": "TriggerRule", "metadata": {"name": "traced"}, "spec": {
+        "filters": [{"exact": {"type": "com.example.deployed"}}],
+        "action": {"httpProbe": {"checks": [{"url": f"{url}/health"}]}}}}))
+    process = routers.start_router(nats_server.url, str(rules), 0, tmp_path, "router",
+                                   TRACING__OTLP_ENDPOINT=endpoint, TRACING__EXPORT_INTERVAL="200ms",
+                                   TRACING__SERVICE_NAME="router-under-test")
+    try:
+        await publish_traced(nats_server.url)
+        await routers.until(lambda: _have(spans), 60, "a span exported", tmp_path / "router.log")
+    finally:
+        routers.stop_router(process)
+    ((service_name, span),) = spans
+    assert service_name == "router-under-test" and span.name == "run traced"
+    assert span.trace_id.hex() == TRACE and span.parent_span_id.hex() == "b7ad6b7169203331"
+    attributes = {a.key: a.value for a in span.attributes}
+    assert attributes["trigger_router.rule"].string_value == "traced"
+    assert attributes["trigger_router.outcome"].string_value == "success"
+    assert attributes["cloudevents.event_id"].string_value == "traced-0"
+    assert span.end_time_unix_nano > span.start_time_unix_nano
+    (probe,) = seen  # the probe's request is a child of the run span: one connected trace
+    assert tracecontext.parse(probe["traceparent"])[:2] == (TRACE, span.span_id.hex())
+
+
+async def _have(spans: list) -> bool:
+    return bool(spans)
+
+
+async def publish_traced(nats_url: str) -> None:
+    await routers.publish_events(nats_url, 1, "traced", event_type="com.example.deployed",
+                                 attributes={"traceparent": TRACEPARENT})

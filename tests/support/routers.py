@@ -116,10 +116,11 @@ def log_tail(tmp_path: Path, name: str, lines: int = 30) -> str:
 
 
 async def publish_events(nats_url: str, count: int, prefix: str, data: Callable[[int], dict] | None = None,
-                         event_type: str = TYPE) -> list[events.CloudEvent]:
+                         event_type: str = TYPE, attributes: dict[str, str] | None = None) -> list[events.CloudEvent]:
     """Publish ``count`` events ``<prefix>-<i>`` (creating the streams if needed); returns them."""
     data = data or (lambda i: {"n": i, "sleep": 0})
-    batch = [events.make({"id": f"{prefix}-{i}", "source": "/test", "type": event_type}, data(i)) for i in range(count)]
+    batch = [events.make({"id": f"{prefix}-{i}", "source": "/test", "type": event_type, **(attributes or {})}, data(i))
+             for i in range(count)]
     nc = await nats.connect(nats_url)
     try:
         the_bus = bus.Bus(settings_mod.NatsSettings(url=nats_url), settings_mod.BusSettings())

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {
     "errors": 0,
     "config": 1,
-    "telemetry": 1,
+    "telemetry": 3,
     "model": 2,
     "bus": 3,
     "rules": 4,
