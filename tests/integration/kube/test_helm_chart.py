@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.kubeplane import build
 from tests.kubeplane import fixture as kube_fixture
@@ -177,3 +179,38 @@ def test_apply_k_creates_every_object_and_the_pod_runs(run):
         # the other tests apply), the workload and its claim go.
         run("kubectl", "-n", "trigger-router", "delete", "deployment/trigger-router", "pvc/trigger-router-state",
             "--wait=false")
+
+
+def test_reporter_secrets_and_monitoring_render_into_a_config_serve_accepts(run, tmp_path):
+    """The chart's names for the reporters' secret files must be settings that exist: the rendered
+    config, with the Secret's keys written where the pod would mount them, passes ``config check``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "secrets": {"eventsTokens": ["t0ken-for-events"], "githubAppPrivateKey": key, "githubToken": "ghp-token",
+                    "gitlabReporterToken": "glpat-token"},
+        "config": {"reporters": {"github": {"app_id": 12345}, "gitlab": {"url": "https://gitlab.example.com"}}},
+        "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}))
+    rendered = [d for d in yaml.safe_load_all(run("helm", "template", "tr", CHART, "-f", values).stdout) if d]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in rendered}
+    assert ("PrometheusRule", "tr-trigger-router") in by_kind
+    dashboard = by_kind[("ConfigMap", "tr-trigger-router-dashboard")]
+    assert json.loads(dashboard["data"]["trigger-router.json"])["uid"] == "trigger-router"
+    secret = by_kind[("Secret", "tr-trigger-router")]["stringData"]
+    mounted = tmp_path / "secrets"
+    mounted.mkdir()
+    for name, content in secret.items():
+        (mounted / name).write_text(content)
+    config = by_kind[("ConfigMap", "tr-trigger-router")]["data"]["config.yaml"]
+    config = config.replace("/var/run/secrets/trigger-router", str(mounted)).replace("/var/lib/trigger-router",
+                                                                                     str(tmp_path / "state"))
+    (tmp_path / "config.yaml").write_text(config)
+    parsed = yaml.safe_load(config)
+    assert parsed["reporters"]["github"]["private_key_file"].endswith("github-app-private-key")
+    assert parsed["reporters"]["gitlab"]["token_file"].endswith("gitlab-reporter-token")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_ROUTER_")}
+    checked = subprocess.run([sys.executable, "-m", "router.cli", "--config", str(tmp_path / "config.yaml"),
+                              "config", "check"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "ghp-token" not in checked.stdout and "glpat-token" not in checked.stdout and "PRIVATE KEY" not in checked.stdout
