@@ -24,6 +24,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -34,7 +35,7 @@ from router import errors
 from router.bus import backoff
 
 __all__ = ["Consumer", "Subscription", "Start", "declare", "ensure", "exists", "fetch", "needed",
-           "process_started", "subscribe", "subscriptions", "unsubscribe"]
+           "process_started", "subscribe", "subscriptions", "unsubscribe", "work"]
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,25 @@ def _recovered(subscription: Subscription, what: str) -> None:
     log.info("fetching %s works again after %d failed attempt(s)", what, subscription.failures)
     subscription.failures = 0
     subscription.backoff.reset()
+
+
+async def work(subscription: Subscription, limit: int, what: str, handle: Callable[[Msg], Awaitable[None]],
+               active: set[asyncio.Task]) -> None:
+    """Forever: keep up to ``limit`` ``handle(msg)`` tasks running, fetching only what there is room
+    for; on the way out (cancelled), cancel them and wait for all. ``active`` holds the tasks."""
+    try:
+        while True:
+            if len(active) >= limit:
+                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            for msg in await fetch(subscription, limit - len(active), what):
+                task = asyncio.create_task(handle(msg))
+                active.add(task)
+                task.add_done_callback(active.discard)
+    finally:
+        for task in list(active):
+            task.cancel()
+        await asyncio.gather(*active, return_exceptions=True)
 
 
 async def unsubscribe(subscription: Subscription) -> None:

@@ -90,21 +90,9 @@ class Executor:
     async def run(self) -> None:
         await self.open_policies()
         subscription = await self.subscribe()
-        limit = self.settings.router.concurrency
         try:
-            while True:
-                if len(self.active) >= limit:
-                    await asyncio.wait(self.active, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                messages = await consumers.fetch(subscription, limit - len(self.active), "runs")
-                for msg in messages:
-                    task = asyncio.create_task(self.execute(msg))
-                    self.active.add(task)
-                    task.add_done_callback(self.active.discard)
+            await consumers.work(subscription, self.settings.router.concurrency, "runs", self.execute, self.active)
         finally:
-            for task in list(self.active):
-                task.cancel()
-            await asyncio.gather(*self.active, return_exceptions=True)
             await consumers.unsubscribe(subscription)
             await self.gate.stop()
 

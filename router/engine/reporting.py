@@ -81,21 +81,11 @@ class ReportWorker:
             self.bus.js, subject=f"{settings.bus.outcomes_subject}.>", stream=settings.bus.outcomes_stream,
             durable=self.durable, ack_wait=settings.router.ack_wait,
             max_ack_pending=settings.reporting.concurrency * 4, start="new")
-        limit = settings.reporting.concurrency
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.reporting.timeout))
         try:
-            while True:
-                if len(self.active) >= limit:
-                    await asyncio.wait(self.active, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                for msg in await consumers.fetch(subscription, limit - len(self.active), "outcomes to report"):
-                    task = asyncio.create_task(self.handle(msg))
-                    self.active.add(task)
-                    task.add_done_callback(self.active.discard)
+            await consumers.work(subscription, settings.reporting.concurrency, "outcomes to report", self.handle,
+                                 self.active)
         finally:
-            for task in list(self.active):
-                task.cancel()
-            await asyncio.gather(*self.active, return_exceptions=True)
             await consumers.unsubscribe(subscription)
             await self.session.close()
 

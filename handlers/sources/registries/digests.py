@@ -96,19 +96,10 @@ class Resolver:
         """The config (labels) of the image ``repository@digest``; ``errors.TemporaryError`` when
         the registry cannot be read after the configured attempts (nothing here is permanent: the
         digest exists, it was pushed or is running)."""
-        reason = "no attempt made"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
-            for attempt in range(self.attempts):
-                if attempt:
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                try:
-                    return await self._config(http, repository, digest)
-                except _Retry as exc:
-                    reason = str(exc)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
-                log.info("reading the image config of %s@%s at %s, attempt %d failed: %s", repository, digest,
-                         self.api_url, attempt + 1, reason)
+        answer, reason = await self._attempts(lambda http: self._config(http, repository, digest),
+                                              f"reading the image config of {repository}@{digest}")
+        if answer is not None:
+            return answer
         raise errors.TemporaryError(f"registry {self.api_url} unreachable or refusing: cannot read the image "
                                     f"config of {repository}@{digest} after {self.attempts} attempt(s): {reason}")
 
@@ -164,21 +155,29 @@ class Resolver:
             raise _Retry(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
         return status, body
 
-    async def digest(self, repository: str, tag: str) -> str:
-        """``sha256:<hex>`` of the manifest ``repository:tag`` names now."""
+    async def _attempts(self, call, what: str) -> tuple[Any, str]:
+        """(``call(http)``'s answer, "") or (None, the last reason) after ``self.attempts`` tries,
+        backing off exponentially; ``_Retry`` and client errors are what a retry may fix."""
         reason = "no attempt made"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
             for attempt in range(self.attempts):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 try:
-                    return await self._head(http, repository, tag)
+                    return await call(http), ""
                 except _Retry as exc:
                     reason = str(exc)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
-                log.info("resolving %s:%s at %s, attempt %d failed: %s", repository, tag, self.api_url,
-                         attempt + 1, reason)
+                log.info("%s at %s, attempt %d failed: %s", what, self.api_url, attempt + 1, reason)
+        return None, reason
+
+    async def digest(self, repository: str, tag: str) -> str:
+        """``sha256:<hex>`` of the manifest ``repository:tag`` names now."""
+        answer, reason = await self._attempts(lambda http: self._head(http, repository, tag),
+                                              f"resolving {repository}:{tag}")
+        if answer is not None:
+            return answer
         raise errors.DigestUnresolved(f"cannot resolve {repository}:{tag} to a digest at {self.api_url} "
                                       f"after {self.attempts} attempt(s): {reason}")
 
