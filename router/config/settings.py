@@ -28,6 +28,7 @@ from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationErr
 
 from router import errors
 from router.config.base import Duration, Section
+from router.config.subscriptions import SubscriptionsSettings
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
@@ -209,6 +210,7 @@ class Settings(Section):
     events_auth: EventsAuthSettings = EventsAuthSettings()
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
+    subscriptions: SubscriptionsSettings = SubscriptionsSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
     shutdown_grace: Duration = Field(25.0, gt=0)

@@ -29,6 +29,7 @@ from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
 from router.edge import protocol, tokens
+from router.edge import subscriptions as subscriptions_api
 from router.model import events, jsontext
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
@@ -81,26 +82,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body, refusing with 413 as soon as it is known to exceed the limit (before reading it all),
-    and with 408 when it has not arrived within ``http.body_timeout``."""
-    http = request.app[SETTINGS].http
-    limit = http.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} "
-                                     "(http.max_body_bytes)", limit="http.max_body_bytes")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(http.body_timeout):
-            async for chunk in request.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes (http.max_body_bytes)",
-                                                 limit="http.max_body_bytes")
-                chunks.append(chunk)
-    except TimeoutError as exc:
-        raise errors.RequestTimeout(f"the body did not arrive within {http.body_timeout:g}s (http.body_timeout)",
-                                    limit="http.body_timeout") from exc
-    return b"".join(chunks)
+    """The body within ``http.max_body_bytes`` and ``http.body_timeout`` (``protocol.read_body``)."""
+    return await protocol.read_body(request, request.app[SETTINGS].http)
 
 
 def encode(request: web.Request, batch: list[events.CloudEvent]) -> list[publishing.Outgoing]:
@@ -252,4 +235,5 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
     app.router.add_post("/webhooks/{source}/{token}", post_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    subscriptions_api.add_routes(app, settings, bus)
     return app

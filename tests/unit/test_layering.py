@@ -24,8 +24,9 @@ LAYERS = {
     "rules": 4,
     "plugins": 5,
     "engine": 6,
-    "edge": 7,
-    "cli": 8,
+    "subscriptions": 7,
+    "edge": 8,
+    "cli": 9,
 }
 MAX_MODULES_PER_FOLDER = 12
 MAX_LINES_PER_MODULE = 400
