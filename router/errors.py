@@ -147,11 +147,7 @@ class TemporaryError(DispatchError):
 
 class SinkUnavailable(TemporaryError):
     """A subscription's sink did not take an event now (no connection, a timeout, 5xx, 429);
-    ``retry_after``: the seconds the sink asked for (its ``Retry-After``), if it did."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
+    ``delay``: the seconds its ``Retry-After`` asked for, if it did."""
 
 
 class SinkRefused(PermanentError):

@@ -15,7 +15,6 @@ Requests aiohttp cannot even parse, and slow senders, are ``protocol``'s.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from typing import Awaitable, Callable

@@ -15,8 +15,8 @@ killed, leaves it on the server, and it is delivered when the sink is back.
   ``subscriptions.request_timeout`` per attempt.
 - **Answers.** 2xx: delivered (acknowledged). No answer, a timeout, 5xx, 408, 409, 425 or 429:
   ``errors.SinkUnavailable``, retried with nak-and-delay, the delay ``backoff.delay(attempt,
-  subscriptions.backoff, subscriptions.max_backoff)``, or the ``Retry-After`` of a 429 or 503 (up to
-  ``RETRY_AFTER_CAP``). Any other answer (400, 401, 403, 404, 410, 413, 415, 422, a redirect) is
+  subscriptions.backoff, subscriptions.max_backoff)``, or the ``Retry-After`` of a 429 or 503 (read by
+  ``plugins.ratelimits``, at most an hour). Any other answer (400, 401, 403, 404, 410, 413, 415, 422, a redirect) is
   ``errors.SinkRefused``: repeating the same request cannot change it, so it is dead-lettered at once.
 - **Dead letters.** An event not delivered after ``subscriptions.max_attempts`` attempts (redeliveries
   after a killed router count too), or refused, is stored on the dead-letter stream under
@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import email.utils
 import logging
-import time
 
 import aiohttp
 import nats.errors
@@ -51,15 +49,14 @@ from router.engine import deadletters
 from router.model import events
 from router.model.bindings import http as http_binding
 from router.model.bindings import nats as nats_binding
+from router.plugins import ratelimits
 from router.subscriptions import filtering
 from router.subscriptions.store import Stored
 
-__all__ = ["Deliverer", "RETRY_AFTER_CAP", "delete_consumers", "durables", "retry_after", "send"]
+__all__ = ["Deliverer", "delete_consumers", "durables", "send"]
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_CAP = 3600.0
-"""The longest ``Retry-After`` honoured (seconds); a longer one waits this long."""
 PERMANENT = frozenset({400, 401, 403, 404, 405, 406, 410, 411, 413, 414, 415, 422})
 UNLIMITED = 1_000_000
 """Stored subscriptions were checked against the limits when written; a lowered limit does not stop them."""
@@ -68,22 +65,6 @@ UNLIMITED = 1_000_000
 def durables(subscription_id: str) -> dict[str, str]:
     """The consumers of a subscription, by stream role."""
     return {"events": f"sub-{subscription_id}-events", "outcomes": f"sub-{subscription_id}-outcomes"}
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped; ``None`` if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return min(max(when.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP)
 
 
 async def send(session: aiohttp.ClientSession, stored: Stored, event: events.CloudEvent, timeout: float) -> int:
@@ -96,7 +77,7 @@ async def send(session: aiohttp.ClientSession, stored: Stored, event: events.Clo
                                    headers=headers, allow_redirects=False,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             status = response.status
-            asked = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+            asked = ratelimits.retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
             response.release()
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise errors.SinkUnavailable(f"no answer from the sink: {exc.__class__.__name__}") from exc
@@ -104,7 +85,7 @@ async def send(session: aiohttp.ClientSession, stored: Stored, event: events.Clo
         return status
     if status in PERMANENT or 300 <= status < 400:
         raise errors.SinkRefused(f"the sink answered {status}")
-    raise errors.SinkUnavailable(f"the sink answered {status}", retry_after=asked)
+    raise errors.SinkUnavailable(f"the sink answered {status}", delay=asked)
 
 
 async def delete_consumers(bus: Bus, settings: Settings, subscription_id: str) -> None:
@@ -189,7 +170,7 @@ class Deliverer:
                 if attempt >= self.config.max_attempts:
                     await self._dead(msg, f"{exc} (attempt {attempt} of {self.config.max_attempts})", attempt)
                     return
-                delay = exc.retry_after if exc.retry_after is not None else backoff.delay(
+                delay = exc.delay if exc.delay is not None else backoff.delay(
                     attempt, self.config.backoff, self.config.max_backoff)
                 if attempt == 1:
                     log.info("subscription %s: event %s not delivered (%s); retrying", self.id, event.id, exc)
