@@ -46,7 +46,9 @@ _CONSUMER_NOT_FOUND = 10014
 _STREAM_NOT_FOUND = 10059
 
 Start = str | datetime.datetime
-"""``"new"``, ``"all"`` or an aware time: where a consumer that does not exist yet starts."""
+"""``"new"``, ``"all"``, ``"next"`` or an aware time: where a consumer that does not exist yet starts.
+``"next"`` is JetStream's own ``DeliverPolicy.NEW``: the first message stored after the server
+created the consumer, by the server's clock (a new subscription's start)."""
 
 _declared: "weakref.WeakKeyDictionary[JetStreamContext, dict[tuple[str, str], Start]]" = weakref.WeakKeyDictionary()
 _subscribed: "weakref.WeakKeyDictionary[JetStreamContext, dict[tuple[str, str], Subscription]]" = \
@@ -134,6 +136,8 @@ async def exists(js: JetStreamContext, stream: str, durable: str) -> bool:
 def _where(start: Start) -> tuple[dict, str]:
     if start == "all":
         return {"deliver_policy": api.DeliverPolicy.ALL}, "the first stored message"
+    if start == "next":
+        return {"deliver_policy": api.DeliverPolicy.NEW}, "the next stored message"
     when = process_started() if start == "new" else start
     shown = when.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"deliver_policy": api.DeliverPolicy.BY_START_TIME, "opt_start_time": when}, shown

@@ -95,7 +95,16 @@ def _unknown(subscription_id: str) -> errors.NotFound:
 async def create(request: web.Request) -> web.Response:
     authenticate(request)
     subscription = await read_subscription(request, new_id(), update=False)
-    stored = await (await store(request)).create(subscription)
+    subscriptions = await store(request)
+    await subscriptions.check_room()
+    bus, settings = request.app[BUS], request.app[SETTINGS]
+    # Consumers first, at JetStream's "next message": its events start here, whatever the clocks say.
+    await delivery.create_consumers(bus, settings, subscription.id)
+    try:
+        stored = await subscriptions.create(subscription)
+    except errors.IngestError:
+        await _quietly_delete(bus, settings, subscription.id)
+        raise
     log.info("created subscription %s to %s", stored.subscription.id, stored.subscription.sink)
     return answer(stored, 201, {"Location": f"{PATH}/{stored.subscription.id}"})
 
@@ -136,12 +145,17 @@ async def delete(request: web.Request) -> web.Response:
         raise _unknown(subscription_id)
     # The delivering processes delete the consumers too; doing it here as well means a delete takes
     # effect even where no process delivers.
-    try:
-        await delivery.delete_consumers(request.app[BUS], request.app[SETTINGS], subscription_id)
-    except errors.BusUnavailable as exc:  # deleted all the same: the delivering processes finish the job
-        log.warning("deleted subscription %s; its consumers not yet: %s", subscription_id, exc.detail)
+    await _quietly_delete(request.app[BUS], request.app[SETTINGS], subscription_id)
     log.info("deleted subscription %s", subscription_id)
     return answer(stored)
+
+
+async def _quietly_delete(bus: Bus, settings: Settings, subscription_id: str) -> None:
+    """Delete the consumers; if NATS cannot answer now, the delivering processes delete them later."""
+    try:
+        await delivery.delete_consumers(bus, settings, subscription_id)
+    except errors.BusUnavailable as exc:
+        log.warning("the consumers of subscription %s are not deleted yet: %s", subscription_id, exc.detail)
 
 
 def options(allow: str):

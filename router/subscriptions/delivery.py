@@ -6,9 +6,10 @@ Each subscription has two durable pull consumers, ``sub-<id>-events`` on ``bus.e
 is acknowledged only after the sink answered 2xx, so a sink that is down, or a router that is
 killed, leaves it on the server, and it is delivered when the sink is back.
 
-- **Start.** A consumer created for a new subscription starts at the subscription's creation time
-  (``DeliverPolicy.BY_START_TIME``): events stored from the moment the ``201`` was sent, none from
-  before. A consumer that already exists continues where it was, across restarts and updates.
+- **Start.** The API creates both consumers before it answers ``201``, with ``DeliverPolicy.NEW``:
+  every message stored from then on (by the server's clock) is the subscription's, none from
+  before. A consumer that exists continues where it was, across restarts and updates; one lost
+  before any process bound it is re-created from the subscription's creation time.
 - **The request.** CloudEvents HTTP binary mode (``model.bindings.http``): ``ce-id`` is the event's
   own id (stable across redeliveries, so a sink can drop repeats), the data is the body, plus the
   subscription's ``protocolsettings.headers``; method ``POST`` (or ``PUT``), no redirects followed,
@@ -53,7 +54,7 @@ from router.plugins import ratelimits
 from router.subscriptions import filtering
 from router.subscriptions.store import Stored
 
-__all__ = ["Deliverer", "delete_consumers", "durables", "send"]
+__all__ = ["Deliverer", "create_consumers", "delete_consumers", "durables", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,33 @@ async def delete_consumers(bus: Bus, settings: Settings, subscription_id: str) -
             raise errors.BusUnavailable(f"cannot delete consumer {durable}: {exc.__class__.__name__}") from exc
 
 
+def _streams(settings: Settings) -> dict[str, tuple[str, str]]:
+    """(stream, subject filter) by role."""
+    return {"events": (settings.bus.events_stream, f"{settings.bus.events_subject}.>"),
+            "outcomes": (settings.bus.outcomes_stream, f"{settings.bus.outcomes_subject}.>")}
+
+
+def _ack_wait(settings: Settings) -> float:
+    return 2 * settings.subscriptions.request_timeout + 5
+
+
+async def create_consumers(bus: Bus, settings: Settings, subscription_id: str) -> None:
+    """Create the consumers of a new subscription, starting at the next stored message (before the
+    ``201``: what is stored from then on is the subscription's, by the server's clock). Raises
+    ``BusUnavailable`` if NATS cannot answer."""
+    if not bus.connected or bus.js is None:
+        raise errors.BusUnavailable("not connected to NATS JetStream")
+    try:
+        for role, durable in durables(subscription_id).items():
+            stream, subject = _streams(settings)[role]
+            subscription = await consumers.subscribe(bus.js, subject=subject, stream=stream, durable=durable,
+                                                     start="next", ack_wait=_ack_wait(settings),
+                                                     max_ack_pending=settings.subscriptions.max_in_flight)
+            await consumers.unsubscribe(subscription)
+    except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError) as exc:
+        raise errors.BusUnavailable(f"cannot create the subscription's consumers: {exc.__class__.__name__}") from exc
+
+
 class Deliverer:
     """Delivers one subscription (the part ``subscription/<id>``) from both streams."""
 
@@ -116,19 +144,18 @@ class Deliverer:
         limit = self.config.max_in_flight
         connector = aiohttp.TCPConnector(limit=2 * limit)
         async with aiohttp.ClientSession(connector=connector) as session:
-            streams = {"events": (self.settings.bus.events_stream, self.settings.bus.events_subject),
-                       "outcomes": (self.settings.bus.outcomes_stream, self.settings.bus.outcomes_subject)}
             async with asyncio.TaskGroup() as group:  # one failing stream restarts the part: both resubscribe
                 for role, durable in durables(self.id).items():
-                    stream, subject = streams[role]
-                    group.create_task(self._pump(session, stream, f"{subject}.>", durable))
+                    stream, subject = _streams(self.settings)[role]
+                    group.create_task(self._pump(session, stream, subject, durable))
 
     async def _pump(self, session: aiohttp.ClientSession, stream: str, subject: str, durable: str) -> None:
+        # The API created the consumers; only if they were lost before any process bound them does
+        # this create them, from the subscription's creation time.
         start = datetime.datetime.fromtimestamp(self.stored.created, datetime.timezone.utc)
         limit = self.config.max_in_flight
-        subscription = await consumers.subscribe(
-            self.bus.js, subject=subject, stream=stream, durable=durable, start=start, max_ack_pending=limit,
-            ack_wait=2 * self.config.request_timeout + 5)
+        subscription = await consumers.subscribe(self.bus.js, subject=subject, stream=stream, durable=durable,
+                                                 start=start, max_ack_pending=limit, ack_wait=_ack_wait(self.settings))
         what = f"events for subscription {self.id}"
         in_flight: set[asyncio.Task] = set()
         try:

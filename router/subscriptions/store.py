@@ -1,9 +1,8 @@
 """Subscriptions kept in a JetStream KV bucket, shared by every router process.
 
 One key per subscription (its id), whose value is the realized document plus when it was created:
-``{"subscription": {...}, "created": <epoch seconds>}``. ``created`` is where its deliveries start
-(``delivery``): every process that creates one of its consumers uses the same time, so an event
-stored a moment after the ``201`` is delivered even if no consumer existed yet.
+``{"subscription": {...}, "created": <epoch seconds>}``. ``created`` is where deliveries start if
+the consumers the API created were lost before any process bound them (``delivery``).
 
 The bucket is ``subscriptions.bucket`` with ``bus.replicas`` replicas, opened through the one KV
 wrapper (``router.bus.kv``), which also makes readiness check it and re-creates it after a server
@@ -64,12 +63,16 @@ class Store:
                                       replicas=settings.bus.replicas)
         return cls(bucket, settings)
 
-    async def create(self, subscription: Subscription) -> Stored:
+    async def check_room(self) -> None:
+        """``errors.Conflict`` when ``subscriptions.max_subscriptions`` are stored already."""
         limit = self.settings.subscriptions.max_subscriptions
         if len(await self.bucket.keys()) >= limit:
             raise errors.Conflict(f"this manager holds {limit} subscriptions, the limit "
                                   "(subscriptions.max_subscriptions); delete one first",
                                   limit="subscriptions.max_subscriptions")
+
+    async def create(self, subscription: Subscription) -> Stored:
+        await self.check_room()
         value = {"subscription": subscription.document(), "created": time.time()}
         revision = await self.bucket.create(subscription.id, value)
         if revision is None:  # a UUID collision: never in practice, but never an overwrite either

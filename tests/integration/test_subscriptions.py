@@ -165,8 +165,8 @@ async def sinks():
     """``await sinks(status)``: a started sink, stopped when the test ends."""
     started: list[Sink] = []
 
-    async def start(status: int = 200) -> Sink:
-        started.append(await Sink(status).start())
+    async def start(status: int = 200, script: list | None = None) -> Sink:
+        started.append(await Sink(status, script).start())
         return started[-1]
     yield start
     for sink in started:
@@ -264,6 +264,65 @@ async def test_a_failing_sink_dead_letters_after_the_attempt_limit(nats_server, 
         assert reason in letter.headers["Trigger-Router-Reason"], letter.headers
         assert letter.headers["Trigger-Router-Subscription"] == created["id"]
         assert json.loads(letter.data) == {"n": 0}
+
+
+async def test_a_new_subscription_gets_what_is_stored_from_its_201_on(nats_server, tmp_path, sinks):
+    sink = await sinks()
+    await publish(nats_server.url, deployed("old", 5))
+    async with router(nats_server.url, tmp_path, "r1") as url, aiohttp.ClientSession() as http:
+        created = await create(http, url, {"protocol": "HTTP", "sink": sink.url, "types": [TYPE]})
+        await publish(nats_server.url, deployed("new", 5))  # at once: no waiting for a deliverer
+        await until_received(sink, {f"new-{i}" for i in range(5)}, 30, tmp_path / "r1.log")
+        async with routers.connected(nats_server.url) as probe:  # had the old ones been due, they'd be here
+            await routers.until(lambda: probe.drained("TR_EVENTS", f"sub-{created['id']}-events"), 30,
+                                "drained", tmp_path / "r1.log")
+    assert sink.ids() == {f"new-{i}": 1 for i in range(5)}
+
+
+async def test_retry_after_of_a_503_is_honoured(nats_server, tmp_path, sinks):
+    # max_backoff is 1 s here: a second attempt 3 s later can only come from the Retry-After.
+    sink = await sinks(200, [(503, {"Retry-After": "3"})])
+    async with router(nats_server.url, tmp_path, "r1") as url, aiohttp.ClientSession() as http:
+        await create(http, url, {"protocol": "HTTP", "sink": sink.url, "types": [TYPE],
+                                 "protocolsettings": {"method": "PUT", "headers": {"Authorization": "Bearer sink"}}})
+        await publish(nats_server.url, deployed("later", 1))
+        await routers.until(lambda: _ready(len(sink.received) == 2), 30, "a second attempt", tmp_path / "r1.log")
+    first, second = sink.received
+    print(f"[retry-after] second attempt {second.at - first.at:.2f}s after the 503")
+    assert first.id == second.id == "later-0" and second.at - first.at >= 2.9
+    assert second.method == "PUT" and second.headers["authorization"] == "Bearer sink"
+
+
+async def test_an_update_moves_delivery_to_the_new_sink_and_filters(nats_server, tmp_path, sinks):
+    old, new = await sinks(), await sinks()
+    async with router(nats_server.url, tmp_path, "r1") as url, aiohttp.ClientSession() as http:
+        created = await create(http, url, {"protocol": "HTTP", "sink": old.url, "types": [TYPE]})
+        await publish(nats_server.url, deployed("first", 3))
+        await until_received(old, {f"first-{i}" for i in range(3)}, 30, tmp_path / "r1.log")
+        changed = {**created, "sink": new.url, "filters": [{"suffix": {"id": "-1"}}]}
+        async with http.put(f"{url}/subscriptions/{created['id']}", json=changed, headers=AUTH) as response:
+            assert response.status == 200 and valid_subscription(await response.json()) == changed
+        async def restarted():  # the router logs it; the part runs the new document from then on
+            return "restarting delivery of subscription" in (tmp_path / "r1.log").read_text()
+        await routers.until(restarted, 30, "the deliverer restarted", tmp_path / "r1.log")
+        await publish(nats_server.url, deployed("second", 3))
+        await until_received(new, {"second-1"}, 30, tmp_path / "r1.log")
+        async with routers.connected(nats_server.url) as probe:
+            await routers.until(lambda: probe.drained("TR_EVENTS", f"sub-{created['id']}-events"), 30,
+                                "drained", tmp_path / "r1.log")
+    assert old.ids() == {f"first-{i}": 1 for i in range(3)} and new.ids() == {"second-1": 1}
+
+
+async def test_a_subscription_made_on_one_router_is_delivered_by_another(nats_server, tmp_path, sinks):
+    sink = await sinks()
+    async with router(nats_server.url, tmp_path, "api", SUBSCRIPTIONS__DELIVER="false") as api_url, \
+            router(nats_server.url, tmp_path, "worker") as _, aiohttp.ClientSession() as http:
+        await create(http, api_url, {"protocol": "HTTP", "sink": sink.url, "types": [TYPE]})
+        await publish(nats_server.url, deployed("shared", 20))
+        await until_received(sink, {f"shared-{i}" for i in range(20)}, 30, tmp_path / "worker.log")
+    assert "delivery of subscription" not in (tmp_path / "api.log").read_text()
+    assert "starting delivery of subscription" in (tmp_path / "worker.log").read_text()
+    assert sink.ids() == {f"shared-{i}": 1 for i in range(20)}
 
 
 async def test_delete_stops_delivery_and_removes_its_consumers(nats_server, tmp_path, sinks):

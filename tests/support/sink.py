@@ -1,6 +1,6 @@
 """A subscription's sink as a user would run one: a real aiohttp server that records every request.
 
-It answers every request with ``status`` (settable while it runs), and can be stopped and started
+It answers every request with ``status`` (after a ``script`` of first answers), and can be stopped and started
 again on the same port, which is what a sink that is down for a while looks like to the router:
 connections refused, then accepted again. Counting what it received (``ids``: requests per
 ``ce-id``) is the effect a user notices; nothing here reads the router's own state.
@@ -29,9 +29,10 @@ class Received:
 
 
 class Sink:
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int = 200, script: list[tuple[int, dict[str, str]]] | None = None) -> None:
         self.status = status
-        self.answer_headers = headers or {}
+        self.script = list(script or [])
+        """Answers (status, headers) for the first requests, in order; then ``status``."""
         self.received: list[Received] = []
         self.port = 0
         self.runner: web.AppRunner | None = None
@@ -44,7 +45,8 @@ class Sink:
         body = await request.read()
         self.received.append(Received(request.method, request.path,
                                       {k.lower(): v for k, v in request.headers.items()}, body, time.time()))
-        return web.Response(status=self.status, headers=self.answer_headers)
+        status, headers = self.script.pop(0) if self.script else (self.status, {})
+        return web.Response(status=status, headers=headers)
 
     async def start(self) -> "Sink":
         app = web.Application()
