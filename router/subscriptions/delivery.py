@@ -54,7 +54,7 @@ from router.plugins import ratelimits
 from router.subscriptions import filtering
 from router.subscriptions.store import Stored
 
-__all__ = ["Deliverer", "create_consumers", "delete_consumers", "durables", "send"]
+__all__ = ["Deliverer", "create_consumers", "delete_consumers", "durables", "send", "verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,19 @@ async def send(session: aiohttp.ClientSession, stored: Stored, event: events.Clo
             response.release()
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise errors.SinkUnavailable(f"no answer from the sink: {exc.__class__.__name__}") from exc
+    problem = verdict(status, asked)
+    if problem is not None:
+        raise problem
+    return status
+
+
+def verdict(status: int, asked: float | None = None) -> errors.DispatchError | None:
+    """What an answer means: ``None`` for delivered, else the error to raise (``asked``: its Retry-After)."""
     if 200 <= status < 300:
-        return status
+        return None
     if status in PERMANENT or 300 <= status < 400:
-        raise errors.SinkRefused(f"the sink answered {status}")
-    raise errors.SinkUnavailable(f"the sink answered {status}", delay=asked)
+        return errors.SinkRefused(f"the sink answered {status}")
+    return errors.SinkUnavailable(f"the sink answered {status}", delay=asked)
 
 
 async def delete_consumers(bus: Bus, settings: Settings, subscription_id: str) -> None:
