@@ -189,6 +189,8 @@ async def ensure(subscription: Subscription) -> bool:
     consumer, js = subscription.consumer, subscription.js
     if await exists(js, consumer.stream, consumer.durable):
         return False
+    if _subscribed.get(js, {}).get((consumer.stream, consumer.durable)) is not subscription:
+        return False  # unsubscribed meanwhile (a deleted subscription's consumer): not ours to bring back
     info = await js.stream_info(consumer.stream)  # NotFoundError: the stream must come back first
     if info.config.retention == api.RetentionPolicy.WORK_QUEUE:
         start: Start = "all"

@@ -152,10 +152,17 @@ class Deliverer:
         limit = self.config.max_in_flight
         connector = aiohttp.TCPConnector(limit=2 * limit)
         async with aiohttp.ClientSession(connector=connector) as session:
-            async with asyncio.TaskGroup() as group:  # one failing stream restarts the part: both resubscribe
-                for role, durable in durables(self.id).items():
-                    stream, subject = _streams(self.settings)[role]
-                    group.create_task(self._pump(session, stream, subject, durable))
+            pumps = [asyncio.create_task(self._pump(session, *_streams(self.settings)[role], durable),
+                                         name=f"subscription/{self.id}/{role}")
+                     for role, durable in durables(self.id).items()]
+            try:  # one failing stream restarts the part (both resubscribe), with its own error shown
+                done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
+                for pump in done:
+                    pump.result()
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _pump(self, session: aiohttp.ClientSession, stream: str, subject: str, durable: str) -> None:
         # The API created the consumers; only if they were lost before any process bound them does
