@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import yaml
 
 from router.bus import connection as bus_mod
 from router.config import settings as settings_mod
+from router.engine import runs
 from router.model import event_types, events, outcomes
 from tests.conftest import SHARED
 from tests.integration.conftest import make_settings, serve_edge
@@ -81,17 +83,20 @@ def refusal(body: dict, status: int) -> dict:
 
 # --- routers and the bus ------------------------------------------------------------------------------
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.asynccontextmanager
-async def router(nats_url: str, tmp_path: Path, name: str, port: int = 0, **settings: str):
-    """``serve`` with the API open to ``TOKEN``; yields its base URL once ``/readyz`` says 200."""
+async def router(nats_url: str, tmp_path: Path, name: str, port: int = 0, rules: str = "", **settings: str):
+    """``serve`` with the API open to ``TOKEN``; yields its base URL once ``/readyz`` says 200.
+    ``rules``: a rule file (default: one rule that matches nothing, so no action runs)."""
     env = {"SUBSCRIPTIONS__TOKENS": json.dumps([TOKEN]), "SUBSCRIPTIONS__BACKOFF": "200ms",
            "SUBSCRIPTIONS__MAX_BACKOFF": "1s", **settings}
-    if not port:
-        import socket
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-    rules = routers.exec_rule(tmp_path, tmp_path / f"{name}-exec.log", name=f"{name}-rule", event_type=NEVER)
+    port = port or free_port()
+    rules = rules or routers.exec_rule(tmp_path, tmp_path / f"{name}-exec.log", name=f"{name}-rule", event_type=NEVER)
     process = routers.start_router(nats_url, rules, port, tmp_path, name, **env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -233,7 +238,27 @@ async def _count(found, n: int) -> bool:
 
 
 async def _ready(value: bool) -> bool:
+    """``until(lambda: _ready(<condition>))``: a condition on the test's own state, looked at again each time."""
     return value
+
+
+async def test_outcomes_of_real_runs_reach_the_sink(nats_server, tmp_path, sinks):
+    sink, log = await sinks(), routers.ExecLog(tmp_path / "exec.log")
+    rules = routers.exec_rule(tmp_path, log.path, begin=False, event_type="com.example.run")
+    async with router(nats_server.url, tmp_path, "r1", rules=rules) as url, aiohttp.ClientSession() as http:
+        await create(http, url, {"protocol": "HTTP", "sink": sink.url, "types": [event_types.TESTSUITERUN_FINISHED]})
+        batch = [(events.make({"id": f"run-{i}", "source": "/test", "type": "com.example.run"}, {"sleep": 0}), None)
+                 for i in range(3)]
+        await publish(nats_server.url, batch)
+        expected = {runs.run_id(routers.RULE, event) for event, _ in batch}
+
+        async def finished_runs():
+            found = {json.loads(r.body)["subject"]["id"] for r in sink.received}
+            return found if found >= expected else None
+        await routers.until(finished_runs, 60, "three finished outcomes at the sink", tmp_path / "r1.log")
+    assert {r.headers["ce-type"] for r in sink.received} == {event_types.TESTSUITERUN_FINISHED}
+    assert len(sink.received) == 3 and log.completed() == {run: 1 for run in expected}
+    assert all(json.loads(r.body)["subject"]["content"]["outcome"] == "success" for r in sink.received)
 
 
 async def test_a_failing_sink_dead_letters_after_the_attempt_limit(nats_server, tmp_path, sinks):
@@ -352,11 +377,7 @@ async def test_delete_stops_delivery_and_removes_its_consumers(nats_server, tmp_
 
 
 async def test_a_restarted_router_keeps_subscriptions_and_resumes_where_it_stopped(nats_server, tmp_path, sinks):
-    sink = await sinks()
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    sink, port = await sinks(), free_port()
     async with aiohttp.ClientSession() as http:
         async with router(nats_server.url, tmp_path, "r1", port) as url:
             created = await create(http, url, {"protocol": "HTTP", "sink": sink.url,
