@@ -145,9 +145,12 @@ class Deliverer:
         self.config = settings.subscriptions
         self.stored = stored
         self.id = stored.subscription.id
-        self.matcher: filtering.Compiled = stored.subscription.matcher(UNLIMITED)
+        self.matcher: filtering.Compiled | None = None
 
     async def run(self) -> None:
+        # Compiled here, not when the manager starts the part: a stored document that no longer
+        # compiles (written by another version) fails this part, visibly, and no other.
+        self.matcher = self.stored.subscription.matcher(UNLIMITED)
         await self.bus.wait_ready()
         limit = self.config.max_in_flight
         connector = aiohttp.TCPConnector(limit=2 * limit)
@@ -197,7 +200,7 @@ class Deliverer:
             except errors.BadRequest:
                 await msg.ack()  # not a CloudEvent: the event router dead-letters those, once
                 return
-            if not self.matcher.matches(event):
+            if self.matcher is None or not self.matcher.matches(event):
                 await msg.ack()
                 return
             if attempt > self.config.max_attempts:  # the last attempt's router died before dead-lettering

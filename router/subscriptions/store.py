@@ -15,11 +15,14 @@ several replicas may together exceed it by one per replica.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
+
+from pydantic import ValidationError
 
 from router import errors
 from router.bus import kv
@@ -28,6 +31,8 @@ from router.config.settings import Settings
 from router.subscriptions.model import Subscription
 
 __all__ = ["Store", "Stored", "new_id"]
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 """Ids this manager assigns are UUIDs; a path that cannot be one is simply not found."""
@@ -86,7 +91,8 @@ class Store:
         return Stored.of(entry.value, entry.revision) if entry and entry.value else None
 
     async def list(self) -> list[Stored]:
-        found = [Stored.of(value, 0) async for _, value in self.bucket.scan() if value]
+        found = [stored async for key, value in self.bucket.scan() if value
+                 if (stored := _readable(key, value, 0)) is not None]
         return sorted(found, key=lambda stored: (stored.created, stored.subscription.id))
 
     async def update(self, subscription: Subscription) -> Stored | None:
@@ -112,4 +118,18 @@ class Store:
     async def watch(self) -> AsyncIterator[tuple[str, Stored | None]]:
         """Every subscription, then every change: ``(id, stored)``, ``stored`` ``None`` once deleted."""
         async for key, value, revision in self.bucket.watch():
-            yield key, Stored.of(value, revision) if value else None
+            if not value:
+                yield key, None
+            elif (stored := _readable(key, value, revision)) is not None:
+                yield key, stored
+
+
+def _readable(key: str, value: Any, revision: int) -> Stored | None:
+    """The stored subscription, or ``None`` (logged) for an entry this version cannot read: one
+    bad entry (written by hand, or by another version) must not stop every other subscription."""
+    try:
+        return Stored.of(value, revision)
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        log.error("subscription %s in the bucket cannot be read and is skipped: %s", key,
+                  str(exc).splitlines()[0])
+        return None
