@@ -170,8 +170,8 @@ async def sinks():
     """``await sinks(status)``: a started sink, stopped when the test ends."""
     started: list[Sink] = []
 
-    async def start(status: int = 200, script: list | None = None) -> Sink:
-        started.append(await Sink(status, script).start())
+    async def start(status: int = 200, script: list | None = None, hang: bool = False) -> Sink:
+        started.append(await Sink(status, script, hang=hang).start())
         return started[-1]
     yield start
     for sink in started:
@@ -240,6 +240,21 @@ async def _count(found, n: int) -> bool:
 async def _ready(value: bool) -> bool:
     """``until(lambda: _ready(<condition>))``: a condition on the test's own state, looked at again each time."""
     return value
+
+
+async def test_a_stalled_sink_holds_back_only_its_own_subscription(nats_server, tmp_path, sinks):
+    stalled, healthy = await sinks(hang=True), await sinks()
+    async with router(nats_server.url, tmp_path, "r1", SUBSCRIPTIONS__REQUEST_TIMEOUT="2s",
+                      SUBSCRIPTIONS__MAX_IN_FLIGHT="4", SUBSCRIPTIONS__MAX_ATTEMPTS="1000") as url, \
+            aiohttp.ClientSession() as http:
+        for sink in (stalled, healthy):
+            await create(http, url, {"protocol": "HTTP", "sink": sink.url, "types": [TYPE]})
+        await publish(nats_server.url, deployed("busy", 100))
+        await until_received(healthy, {f"busy-{i}" for i in range(100)}, 60, tmp_path / "r1.log")
+    print(f"[stalled sink] healthy got {len(healthy.ids())}, stalled saw {len(stalled.ids())} distinct events")
+    assert healthy.ids() == {f"busy-{i}": 1 for i in range(100)}
+    # Only max_in_flight events at a time were handed to the stalled sink: the rest waited on the server.
+    assert 1 <= len(stalled.ids()) <= 4 * 2, stalled.ids()
 
 
 async def test_outcomes_of_real_runs_reach_the_sink(nats_server, tmp_path, sinks):

@@ -8,6 +8,7 @@ connections refused, then accepted again. Counting what it received (``ids``: re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -29,8 +30,11 @@ class Received:
 
 
 class Sink:
-    def __init__(self, status: int = 200, script: list[tuple[int, dict[str, str]]] | None = None) -> None:
+    def __init__(self, status: int = 200, script: list[tuple[int, dict[str, str]]] | None = None, *,
+                 hang: bool = False) -> None:
         self.status = status
+        self.hang = hang
+        """Record each request, then never answer it (a sink that accepts connections and stalls)."""
         self.script = list(script or [])
         """Answers (status, headers) for the first requests, in order; then ``status``."""
         self.received: list[Received] = []
@@ -45,13 +49,15 @@ class Sink:
         body = await request.read()
         self.received.append(Received(request.method, request.path,
                                       {k.lower(): v for k, v in request.headers.items()}, body, time.time()))
+        if self.hang:
+            await asyncio.Event().wait()  # until the client gives up or the sink stops
         status, headers = self.script.pop(0) if self.script else (self.status, {})
         return web.Response(status=status, headers=headers)
 
     async def start(self) -> "Sink":
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._record)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # stalled requests: dropped
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         await site.start()
