@@ -73,11 +73,11 @@ async def store(request: web.Request) -> Store:
 async def read_subscription(request: web.Request, subscription_id: str, *, update: bool) -> model.Subscription:
     settings = request.app[SETTINGS]
     media = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    body = await protocol.read_body(request, settings.http, settings.subscriptions.max_body_bytes,
-                                    "subscriptions.max_body_bytes")
     if not events.is_json_media_type(media):
         raise errors.UnsupportedMediaType(f"a subscription is JSON: send Content-Type: application/json, "
-                                          f"not {media or '(none)'!r}")
+                                          f"not {media[:64] or '(none)'!r}")
+    body = await protocol.read_body(request, settings.http, settings.subscriptions.max_body_bytes,
+                                    "subscriptions.max_body_bytes")
     subscription, _ = model.parse(body, subscription_id, update=update,
                                   max_filters=settings.subscriptions.max_filters,
                                   max_depth=settings.http.max_json_depth)
