@@ -27,8 +27,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, create_model, model_validator
 
 from router import errors
+from router.config import subscriptions as subscriptions_section
 from router.config.base import Duration, Section
-from router.config.subscriptions import SubscriptionsSettings
 
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
@@ -208,9 +208,9 @@ class Settings(Section):
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
     events_auth: EventsAuthSettings = EventsAuthSettings()
+    subscriptions: subscriptions_section.SubscriptionsSettings = subscriptions_section.SubscriptionsSettings()
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
-    subscriptions: SubscriptionsSettings = SubscriptionsSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
     shutdown_grace: Duration = Field(25.0, gt=0)
