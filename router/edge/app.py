@@ -27,8 +27,8 @@ from router.bus.connection import Bus
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
-from router.edge import protocol, tokens
 from router.edge import subscriptions as subscriptions_api
+from router.edge import protocol, tokens
 from router.model import events, jsontext
 from router.model.bindings import http as http_binding
 from router.plugins.sources import Delivery, Rejected, WebhookSource
