@@ -175,7 +175,7 @@ class Deliverer:
         subscription = await consumers.subscribe(self.bus.js, subject=subject, stream=stream, durable=durable,
                                                  start=start, max_ack_pending=limit, ack_wait=_ack_wait(self.settings))
         what = f"events for subscription {self.id}"
-        in_flight: set[asyncio.Task] = set()
+        in_flight: dict[asyncio.Task, Msg] = {}
         try:
             while True:
                 if len(in_flight) >= limit:
@@ -183,13 +183,27 @@ class Deliverer:
                     continue
                 for msg in await consumers.fetch(subscription, limit - len(in_flight), what):
                     task = asyncio.create_task(self._deliver(session, msg))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    in_flight[task] = msg
+                    task.add_done_callback(lambda done: in_flight.pop(done, None))
         finally:
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            await self._hand_back(in_flight)
             await consumers.unsubscribe(subscription)
+
+    async def _hand_back(self, in_flight: dict[asyncio.Task, Msg]) -> None:
+        """Stopping (an update, a shutdown): what was being delivered goes back to the server at once
+        (a nak without delay, one more attempt), not after ack_wait. A nak after a delivery's own
+        ack is ignored by the server."""
+        unsettled = dict(in_flight)
+        for task in unsettled:
+            task.cancel()
+        await asyncio.gather(*unsettled, return_exceptions=True)
+        naks = [msg.nak() for task, msg in unsettled.items() if task.cancelled()]
+        if naks:
+            try:
+                async with asyncio.timeout(2.0):
+                    await asyncio.gather(*naks, return_exceptions=True)
+            except TimeoutError:
+                pass  # redelivered after ack_wait instead
 
     async def _deliver(self, session: aiohttp.ClientSession, msg: Msg) -> None:
         """Deliver, retry later or dead-letter one message; settles it, never raises."""

@@ -257,6 +257,23 @@ async def test_a_stalled_sink_holds_back_only_its_own_subscription(nats_server, 
     assert 1 <= len(stalled.ids()) <= 4 * 2, stalled.ids()
 
 
+async def test_an_update_hands_back_events_stuck_on_the_old_sink_at_once(nats_server, tmp_path, sinks):
+    stalled, healthy = await sinks(hang=True), await sinks()
+    # request_timeout 30 s: ack_wait is 65 s, so events the stalled sink holds reach the new sink
+    # within the 20 s below only if stopping the old deliverer gave them back.
+    async with router(nats_server.url, tmp_path, "r1", SUBSCRIPTIONS__REQUEST_TIMEOUT="30s",
+                      SUBSCRIPTIONS__MAX_IN_FLIGHT="4") as url, aiohttp.ClientSession() as http:
+        created = await create(http, url, {"protocol": "HTTP", "sink": stalled.url, "types": [TYPE]})
+        await publish(nats_server.url, deployed("moved", 10))
+        await routers.until(lambda: _ready(len(stalled.ids()) == 4), 30, "4 events held by the stalled sink",
+                            tmp_path / "r1.log")
+        changed = {**created, "sink": healthy.url}
+        async with http.put(f"{url}/subscriptions/{created['id']}", json=changed, headers=AUTH) as response:
+            assert response.status == 200
+        await until_received(healthy, {f"moved-{i}" for i in range(10)}, 20, tmp_path / "r1.log")
+    assert healthy.ids() == {f"moved-{i}": 1 for i in range(10)} and len(stalled.ids()) == 4
+
+
 async def test_outcomes_of_real_runs_reach_the_sink(nats_server, tmp_path, sinks):
     sink, log = await sinks(), routers.ExecLog(tmp_path / "exec.log")
     rules = routers.exec_rule(tmp_path, log.path, begin=False, event_type="com.example.run")
