@@ -31,8 +31,10 @@ class Received:
 
 class Sink:
     def __init__(self, status: int = 200, script: list[tuple[int, dict[str, str]]] | None = None, *,
-                 hang: bool = False) -> None:
+                 hang: bool = False, delay: float = 0.0) -> None:
         self.status = status
+        self.delay = delay
+        """Seconds each answer takes (a slow sink)."""
         self.hang = hang
         """Record each request, then never answer it (a sink that accepts connections and stalls)."""
         self.script = list(script or [])
@@ -51,6 +53,7 @@ class Sink:
                                       {k.lower(): v for k, v in request.headers.items()}, body, time.time()))
         if self.hang:
             await asyncio.Event().wait()  # until the client gives up or the sink stops
+        await asyncio.sleep(self.delay)
         status, headers = self.script.pop(0) if self.script else (self.status, {})
         return web.Response(status=status, headers=headers)
 
