@@ -3,11 +3,11 @@
 Each delivering process (``subscriptions.deliver``) runs this as the supervised part
 ``subscriptions``: it watches the KV bucket (``store.watch``: every subscription first, then every
 change) and keeps one supervised part ``subscription/<id>`` (a ``delivery.Deliverer``) per
-subscription. Several processes run the same deliverers on the same durable consumers, which share
-the work between them. So a failing deliverer is restarted with backoff and shown in ``/readyz``
-like any other part.
+subscription, so a failing deliverer is restarted with backoff and shown in ``/readyz`` like any
+other part. Several processes run the same deliverers on the same durable consumers, which share
+the work between them.
 
-- created: a deliverer is started (its consumers are created if no process did yet);
+- created: a deliverer is started on the consumers the API created;
 - updated: the deliverer is restarted with the new document on the same consumers, so delivery
   continues where it was, with the new filters and sink;
 - deleted: the deliverer is stopped, then the subscription's consumers are deleted. Every process
