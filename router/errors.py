@@ -66,6 +66,12 @@ class NotFound(IngestError):
     status = 404
 
 
+class Conflict(IngestError):
+    """The request contradicts what is stored: a limit on stored things (``subscriptions.max_subscriptions``)."""
+
+    status = 409
+
+
 class PayloadTooLarge(IngestError):
     status = 413
 
@@ -137,6 +143,15 @@ class TemporaryError(DispatchError):
     def __init__(self, message: str = "", *, delay: float | None = None) -> None:
         self.delay = delay
         super().__init__(message)
+
+
+class SinkUnavailable(TemporaryError):
+    """A subscription's sink did not take an event now (no connection, a timeout, 5xx, 429);
+    ``delay``: the seconds its ``Retry-After`` asked for, if it did."""
+
+
+class SinkRefused(PermanentError):
+    """A subscription's sink refused an event in a way that repeating cannot change (400, 404, 413, ...)."""
 
 
 class RunCancelled(DispatchError):

@@ -47,7 +47,9 @@ _CONSUMER_NOT_FOUND = 10014
 _STREAM_NOT_FOUND = 10059
 
 Start = str | datetime.datetime
-"""``"new"``, ``"all"`` or an aware time: where a consumer that does not exist yet starts."""
+"""``"new"``, ``"all"``, ``"next"`` or an aware time: where a consumer that does not exist yet starts.
+``"next"`` is JetStream's own ``DeliverPolicy.NEW``: the first message stored after the server
+created the consumer, by the server's clock (a new subscription's start)."""
 
 _declared: "weakref.WeakKeyDictionary[JetStreamContext, dict[tuple[str, str], Start]]" = weakref.WeakKeyDictionary()
 _subscribed: "weakref.WeakKeyDictionary[JetStreamContext, dict[tuple[str, str], Subscription]]" = \
@@ -135,6 +137,8 @@ async def exists(js: JetStreamContext, stream: str, durable: str) -> bool:
 def _where(start: Start) -> tuple[dict, str]:
     if start == "all":
         return {"deliver_policy": api.DeliverPolicy.ALL}, "the first stored message"
+    if start == "next":
+        return {"deliver_policy": api.DeliverPolicy.NEW}, "the next stored message"
     when = process_started() if start == "new" else start
     shown = when.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"deliver_policy": api.DeliverPolicy.BY_START_TIME, "opt_start_time": when}, shown
@@ -186,6 +190,8 @@ async def ensure(subscription: Subscription) -> bool:
     consumer, js = subscription.consumer, subscription.js
     if await exists(js, consumer.stream, consumer.durable):
         return False
+    if _subscribed.get(js, {}).get((consumer.stream, consumer.durable)) is not subscription:
+        return False  # unsubscribed meanwhile (a deleted subscription's consumer): not ours to bring back
     info = await js.stream_info(consumer.stream)  # NotFoundError: the stream must come back first
     if info.config.retention == api.RetentionPolicy.WORK_QUEUE:
         start: Start = "all"

@@ -188,6 +188,42 @@ class Bucket:
             except NATS_ERRORS:
                 pass  # the server drops the ephemeral consumer after inactive_threshold anyway
 
+    WATCH_IDLE = 5.0
+
+    async def watch(self) -> AsyncIterator[tuple[str, Any, int]]:
+        """Every live key with its value and revision, then every change as it happens, for as long
+        as the caller iterates: ``(key, value, revision)``, ``value`` ``None`` for a deletion.
+
+        An ordered push consumer (last value per key first), which nats-py re-creates after a gap.
+        ``BusUnavailable`` once the connection is closed for good: the caller starts again on the
+        ``Bus``'s new client, and is told the whole state again.
+        """
+        stream, nc = f"KV_{self.kv._name}", self.kv._js._nc
+        try:
+            subscription = await self.kv._js.subscribe(f"{self.kv._pre}>", stream=stream, ordered_consumer=True,
+                                                       deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
+        except NATS_ERRORS as exc:
+            raise self._unavailable(exc, "watch") from exc
+        try:
+            while True:
+                try:
+                    message = await subscription.next_msg(timeout=self.WATCH_IDLE)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    if nc.is_closed:
+                        raise errors.BusUnavailable(f"cannot watch {self.what}: the connection was closed") from None
+                    continue
+                except nats.errors.Error as exc:
+                    raise self._unavailable(exc, "watch") from exc
+                headers = message.headers or {}
+                deleted = headers.get("KV-Operation") in ("DEL", "PURGE") or not message.data
+                yield (message.subject[len(self.kv._pre):], None if deleted else json.loads(message.data),
+                       message.metadata.sequence.stream)
+        finally:
+            try:
+                await subscription.unsubscribe()
+            except NATS_ERRORS:
+                pass
+
     RACE_ATTEMPTS = 200
     """Lost compare-and-set races before :meth:`mutate` gives up: about 100 s of backing off, far
     more than routers contending for one key need (each of them writes a key one at a time)."""

@@ -43,6 +43,7 @@ from router.rules import loading as rules
 from router.rules.matching import Matcher
 from router.rules.reload import RuleReloader
 from router.rules.ruleset import RuleSet, Sink
+from router.subscriptions.manager import Manager as SubscriptionManager
 from router.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             supervisor.add(f"source/{name}", functools.partial(run, settings, bus))
         if routing:
             Routing(bus, settings, plugins, matcher).supervise(supervisor)
+        if settings.subscriptions.delivering():  # one part per subscription, started by this one
+            supervisor.add("subscriptions", SubscriptionManager(bus, settings, supervisor).run)
         await stop.wait()
         log.info("shutting down")
     finally:

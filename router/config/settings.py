@@ -28,6 +28,7 @@ from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, ValidationEr
                       field_validator, model_validator)
 
 from router import errors
+from router.config import subscriptions as subscriptions_section
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
 from router.config.telemetry import LogSettings, MetricsSettings, TracingSettings
@@ -206,6 +207,7 @@ class Settings(Section):
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
     events_auth: EventsAuthSettings = EventsAuthSettings()
+    subscriptions: subscriptions_section.SubscriptionsSettings = subscriptions_section.SubscriptionsSettings()
     rules: RulesSettings = RulesSettings()
     router: RouterSettings = RouterSettings()
     reporting: ReportingSettings = ReportingSettings()

@@ -16,7 +16,6 @@ The run-history pages under ``/ui/`` (``web.enabled``) are ``router.web``'s sub-
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from typing import Awaitable, Callable
@@ -30,6 +29,7 @@ from router.config import logcontext
 from router.config.settings import Settings
 from router.engine import deadletters
 from router.engine import supervisor as supervision
+from router.edge import subscriptions as subscriptions_api
 from router.edge import protocol, tokens
 from router.model import events, jsontext, tracecontext
 from router.model.bindings import http as http_binding
@@ -106,26 +106,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body, refusing with 413 as soon as it is known to exceed the limit (before reading it all),
-    and with 408 when it has not arrived within ``http.body_timeout``."""
-    http = request.app[SETTINGS].http
-    limit = http.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} "
-                                     "(http.max_body_bytes)", limit="http.max_body_bytes")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(http.body_timeout):
-            async for chunk in request.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes (http.max_body_bytes)",
-                                                 limit="http.max_body_bytes")
-                chunks.append(chunk)
-    except TimeoutError as exc:
-        raise errors.RequestTimeout(f"the body did not arrive within {http.body_timeout:g}s (http.body_timeout)",
-                                    limit="http.body_timeout") from exc
-    return b"".join(chunks)
+    """The body within ``http.max_body_bytes`` and ``http.body_timeout`` (``protocol.read_body``)."""
+    return await protocol.read_body(request, request.app[SETTINGS].http)
 
 
 def encode(request: web.Request, batch: list[events.CloudEvent]) -> list[publishing.Outgoing]:
@@ -285,6 +267,7 @@ def make_app(settings: Settings, bus: Bus, sources: dict[str, WebhookSource],
         app.router.add_get(settings.metrics.path, serve_metrics)
     if settings.web.enabled:  # read-only run history; its refusals go through errors_as_json too
         web_view.mount(app, settings, bus)
+    subscriptions_api.add_routes(app, settings, bus)
     return app
 
 

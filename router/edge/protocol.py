@@ -16,7 +16,7 @@ a request's head, so a sender that trickles header lines holds a connection as l
 
 Per-connection limits, documented in the README: request line and each header at most
 ``MAX_LINE_BYTES``, ``MAX_HEADERS`` headers, the body ``http.max_body_bytes`` within
-``http.body_timeout`` (the edge's ``read_body``; then ``LINGER``), idle keep-alive
+``http.body_timeout`` (:func:`read_body`; then ``LINGER``), idle keep-alive
 ``http.keepalive_timeout``.
 aiohttp puts no bound on the number of connections: that is the load balancer's (or the
 Kubernetes ingress's) job, in front of every replica.
@@ -36,10 +36,11 @@ from typing import Any
 
 from aiohttp import http_exceptions, web
 
+from router import errors
 from router.config.settings import HttpSettings
 
 __all__ = ["MAX_HEADERS", "MAX_LINE_BYTES", "Protocol", "ServerLog", "describe", "handler_args", "json_error",
-           "runner"]
+           "read_body", "runner"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ QUIET_EVERY = 10.0
 """Seconds between two log lines about refused unparsable requests (the others are counted)."""
 
 REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-           405: "method not allowed", 408: "request timeout", 413: "payload too large",
+           405: "method not allowed", 408: "request timeout", 409: "conflict", 413: "payload too large",
            415: "unsupported media type", 431: "request header fields too large", 500: "internal error",
            503: "service unavailable"}
 
@@ -82,6 +83,29 @@ def json_error(status: int, detail: str, *, field: str | None = None, limit: str
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
+
+
+async def read_body(request: web.Request, http: HttpSettings, limit: int | None = None,
+                    setting: str = "http.max_body_bytes") -> bytes:
+    """The body, refusing with 413 as soon as it is known to exceed ``limit`` (default
+    ``http.max_body_bytes``; ``setting`` names it) before reading it all, and with 408 when it has
+    not arrived within ``http.body_timeout``."""
+    limit = http.max_body_bytes if limit is None else limit
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit} "
+                                     f"({setting})", limit=setting)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(http.body_timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise errors.PayloadTooLarge(f"body exceeds the limit of {limit} bytes ({setting})", limit=setting)
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise errors.RequestTimeout(f"the body did not arrive within {http.body_timeout:g}s (http.body_timeout)",
+                                    limit="http.body_timeout") from exc
+    return b"".join(chunks)
 
 
 def describe(exc: BaseException | None) -> tuple[str, str | None]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence, TypeVar
 
 from pydantic import SecretStr
 
@@ -38,7 +38,10 @@ from router.config.web import is_loopback  # one definition of "beyond loopback"
 from router.model import event_types
 from router.model.events import CloudEvent
 
-__all__ = ["CHALLENGE", "RESERVED", "Gate", "Grant", "authenticate", "gate", "is_loopback", "reserved_family"]
+__all__ = ["CHALLENGE", "RESERVED", "Gate", "Grant", "authenticate", "bearer", "gate", "is_loopback",
+           "reserved_family"]
+
+T = TypeVar("T")
 
 CHALLENGE = 'Bearer realm="trigger-router /events"'
 """The ``WWW-Authenticate`` value of every 401 from ``/events`` (RFC 6750 §3), with ``error=`` when a
@@ -155,28 +158,35 @@ class Gate:
                     challenge=CHALLENGE)
             raise errors.Unauthorized("POST /events needs 'Authorization: Bearer <token>'", field="Authorization",
                                       challenge=CHALLENGE)
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise errors.Unauthorized("the Authorization header must be 'Bearer <token>'", field="Authorization",
-                                      challenge=f'{CHALLENGE}, error="invalid_request"')
-        try:
-            given = token.strip().encode("utf-8", "surrogateescape")
-        except UnicodeError:  # not even surrogate-escaped text: cannot be a configured token
-            given = b""
-        found: Grant | None = None
-        for accepted, grant in self._tokens:  # every token is compared: the time tells nothing
-            if hmac.compare_digest(given, accepted) and found is None:
-                found = grant
-        if found is None:
-            raise errors.Unauthorized("the bearer token is not valid", field="Authorization",
-                                      challenge=f'{CHALLENGE}, error="invalid_token"')
-        return found
+        return bearer(authorization, self._tokens, CHALLENGE)
 
     def authorize(self, authorization: str | None, batch: Iterable[CloudEvent]) -> Grant:
         """The grant, if it may send every event of ``batch``; the first refusal otherwise."""
         grant = self.authenticate(authorization)
         grant.admit(batch)
         return grant
+
+
+def bearer(authorization: str, accepted: Sequence[tuple[bytes, T]], challenge: str) -> T:
+    """What ``accepted`` pairs with the token of ``Authorization: Bearer <token>``, compared in constant
+    time with every accepted token; ``errors.Unauthorized`` with ``challenge`` if malformed or wrong.
+    Shared by ``/events`` and ``/subscriptions``, which differ only in what a token grants."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("the Authorization header must be 'Bearer <token>'", field="Authorization",
+                                  challenge=f'{challenge}, error="invalid_request"')
+    try:
+        given = token.strip().encode("utf-8", "surrogateescape")
+    except UnicodeError:  # not even surrogate-escaped text: cannot be a configured token
+        given = b""
+    found: tuple[T] | None = None
+    for secret, granted in accepted:  # every token is compared: the time tells nothing
+        if hmac.compare_digest(given, secret) and found is None:
+            found = (granted,)
+    if found is None:
+        raise errors.Unauthorized("the bearer token is not valid", field="Authorization",
+                                  challenge=f'{challenge}, error="invalid_token"')
+    return found[0]
 
 
 def _secret(token: SecretStr) -> bytes:

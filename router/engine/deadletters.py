@@ -1,6 +1,6 @@
 """Every dead-letter path in one place: what cannot be processed is kept, with the reason, never lost.
 
-All three end on the dead-letter stream (``bus.deadletter_stream``), each under its own subject:
+All four end on the dead-letter stream (``bus.deadletter_stream``), each under its own subject:
 
 - ``<deadletter subject>.ingest``: an item of a delivery that cannot be ingested. Registries that
   send several events per request (the distribution registry's notification envelope) retry the
@@ -18,6 +18,9 @@ All three end on the dead-letter stream (``bus.deadletter_stream``), each under 
   and outcomes stay as they were, and retrying twice gives two distinct runs. A retried run skips
   the keyed policies (concurrency, debounce, dedupe, rate limit): it is a deliberate act, not one
   more event in a burst.
+- ``<deadletter subject>.subscriptions.<subscription id>``: an event a subscription's sink did not
+  take within ``subscriptions.max_attempts`` attempts, or refused for good (a 400). The message is
+  the event as it was on the bus (binary mode), with the reason, the attempts and the subscription.
 """
 
 from __future__ import annotations
@@ -114,3 +117,23 @@ def requeue(dead: runs.RunRecord, number: int) -> runs.RunRecord:
                                policy={}, decision={"run": True, "label": f"retry #{number}", "reason": "",
                                                     "outcome": "cancel", "fields": {"retryOf": dead.run_id}},
                                retry_of=dead.run_id)
+
+
+# --- subscriptions: events their sink did not take --------------------------------------------------
+
+def subscription_subject(settings: Settings, subscription_id: str) -> str:
+    return f"{settings.bus.deadletter_subject}.subscriptions.{subscription_id}"
+
+
+async def undelivered(bus: Bus, settings: Settings, subscription_id: str, msg: Msg, reason: str,
+                      attempts: int) -> None:
+    """Store ``msg`` (an event of the events or outcomes stream) as undeliverable to the subscription;
+    a crash before its ack stores it once (``Nats-Msg-Id`` from the subscription and the message)."""
+    headers = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Msg-Id"}
+    reason = " ".join(reason.split()).encode("ascii", "replace").decode()[:2000]  # one header line
+    headers.update({REASON_HEADER: reason or "undeliverable", "Trigger-Router-Subscription": subscription_id,
+                    "Trigger-Router-Attempts": str(attempts), "Trigger-Router-Subject": msg.subject,
+                    "Trigger-Router-Dead-At": str(time.time())})
+    stream, sequence = msg.metadata.stream, msg.metadata.sequence.stream
+    await bus.publish_raw(subscription_subject(settings, subscription_id), msg.data,
+                          f"dead-sub-{subscription_id}-{stream}-{sequence}", headers)

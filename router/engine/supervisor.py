@@ -47,6 +47,7 @@ class Part:
     healthy: bool = False
     """It has run ``healthy_after`` seconds at least once (a later ConfigError is then retried)."""
     retry: backoff.Backoff = field(default_factory=lambda: backoff.Backoff(0.5, 30.0))
+    task: asyncio.Task | None = None
 
 
 def summary(exc: BaseException) -> str:
@@ -76,9 +77,17 @@ class Supervisor:
         if name in self.parts:
             raise ValueError(f"part {name!r} is supervised twice")
         part = self.parts[name] = Part(name, factory, retry=backoff.Backoff(self.base, self.cap))
-        task = asyncio.create_task(self._keep(part), name=f"part:{name}")
+        task = part.task = asyncio.create_task(self._keep(part), name=f"part:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._ended)
+
+    async def remove(self, name: str) -> None:
+        """Stop the part ``name`` and forget it (parts that exist only while something does: one
+        per subscription); nothing if there is no such part."""
+        part = self.parts.pop(name, None)
+        if part is not None and part.task is not None:
+            part.task.cancel()
+            await asyncio.gather(part.task, return_exceptions=True)
 
     def failing(self) -> dict[str, str]:
         """Failing parts by name, with the reason (what ``/readyz`` shows)."""

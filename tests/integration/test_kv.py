@@ -117,3 +117,41 @@ async def test_newest_reads_only_the_most_recently_written_keys(bucket):
     assert [key async for key, _ in bucket.scan(newest=0)] == []
     messages, last = await bucket.sequences()
     assert messages == 4 and last == 6  # a, b, d and c's deletion marker; six writes
+
+
+async def test_watch_tells_the_state_then_every_change(bucket):
+    """What the subscription manager relies on: current values first, then puts and deletes, each
+    with its revision, and the deletion of a key written before the watch began."""
+    kept = await bucket.put("kept", {"n": 1})
+    await bucket.put("gone", {"n": 2})
+    seen: list[tuple] = []
+    told = asyncio.Event()
+
+    async def watch():
+        async for change in bucket.watch():
+            seen.append(change)
+            if len(seen) == 2:
+                told.set()
+            if len(seen) == 5:
+                return
+
+    watching = asyncio.create_task(watch())
+    await asyncio.wait_for(told.wait(), 10)  # the state as it was: both keys
+    changed = await bucket.put("kept", {"n": 3})
+    await bucket.delete("gone")
+    added = await bucket.create("new", {"n": 4})
+    await asyncio.wait_for(watching, 10)
+    assert seen[0] == ("kept", {"n": 1}, kept) and seen[1][:2] == ("gone", {"n": 2})
+    assert seen[2] == ("kept", {"n": 3}, changed)
+    assert seen[3][:2] == ("gone", None)
+    assert seen[4] == ("new", {"n": 4}, added)
+
+
+async def test_watch_ends_with_bus_unavailable_once_the_connection_is_closed(bucket, monkeypatch):
+    monkeypatch.setattr(kv.Bucket, "WATCH_IDLE", 0.2)
+    await bucket.put("a", {"n": 1})
+    changes = bucket.watch()
+    assert (await asyncio.wait_for(changes.__anext__(), 10))[:2] == ("a", {"n": 1})
+    await bucket.kv._js._nc.close()  # as the Bus's client is after an -ERR: replaced, never reopened
+    with pytest.raises(errors.BusUnavailable):
+        await asyncio.wait_for(changes.__anext__(), 10)

@@ -115,3 +115,12 @@ def test_installed_console_script_runs_outside_the_repository(installed, user_en
                  "print(e.find_binary())", cwd=tmp_path, env=user_env).stdout.split()
     assert all(Path(path).is_relative_to(installed) for path in where), where
     assert _run(where[1], "--version", cwd=tmp_path, env=user_env).stdout.startswith("nats-server: v")
+
+
+def test_installed_package_validates_subscriptions_against_its_openapi_file(installed, user_env, tmp_path):
+    """The Subscriptions API's schema is package data: without it every /subscriptions request fails."""
+    checked = _run(installed / "bin" / "python", "-c",
+                   "from router.subscriptions import schema; print(schema.DEFINITION); "
+                   "schema.check({'protocol': 'HTTP', 'sink': 'http://s/', 'filters': [{'sql': 'true'}]}, "
+                   "'SubscriptionRequest'); print('valid')", cwd=tmp_path, env=user_env).stdout.split()
+    assert Path(checked[0]).is_relative_to(installed) and checked[1] == "valid", checked

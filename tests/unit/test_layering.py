@@ -26,6 +26,7 @@ LAYERS = {
     "plugins": 5,
     "engine": 6,
     "web": 7,
+    "subscriptions": 7,
     "edge": 8,
     "cli": 9,
 }

@@ -1,4 +1,4 @@
-"""The CloudEvents HTTP protocol binding, receiving side.
+"""The CloudEvents HTTP protocol binding: receiving (``parse``) and, for subscriptions' sinks, sending.
 
 The mode is decided by ``Content-Type`` (HTTP binding §3): ``application/cloudevents-batch+json``
 is a batch, ``application/cloudevents+json`` is structured, anything else with ``ce-specversion``
@@ -28,6 +28,14 @@ from router.model.bindings import headers as ce_headers
 STRUCTURED_PREFIX = "application/cloudevents"
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED_JSON = "application/cloudevents+json"
+
+
+def to_binary(event: events.CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers and body of ``event`` in binary mode (HTTP binding §3.1)."""
+    hdrs = ce_headers.to_headers(event.attributes, skip="datacontenttype")
+    if event.datacontenttype:
+        hdrs["Content-Type"] = event.datacontenttype
+    return hdrs, event.data or b""
 
 
 def parse(content_type: str | None, hdrs: Iterable[tuple[str, str]], body: bytes) -> list[events.CloudEvent]:
