@@ -23,12 +23,13 @@ from router.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTION_MARK = "-sub-"
-"""Durable names containing this are subscription deliverers (summed as ``subscriptions``)."""
+SUBSCRIPTION_PREFIX = "sub-"
+"""Durable names starting with this are subscription deliverers (``subscriptions.delivery.durables``),
+summed as ``subscriptions``."""
 
 
 def label(durable: str) -> str:
-    return "subscriptions" if SUBSCRIPTION_MARK in durable else durable
+    return "subscriptions" if durable.startswith(SUBSCRIPTION_PREFIX) else durable
 
 
 async def poll(bus: Bus, settings: Settings) -> None:

@@ -53,6 +53,7 @@ from router.model.bindings import nats as nats_binding
 from router.plugins import ratelimits
 from router.subscriptions import filtering
 from router.subscriptions.store import Stored
+from router.telemetry import metrics
 
 __all__ = ["Deliverer", "create_consumers", "delete_consumers", "durables", "send", "verdict"]
 
@@ -233,8 +234,10 @@ class Deliverer:
                     attempt, self.config.backoff, self.config.max_backoff)
                 if attempt == 1:
                     log.info("subscription %s: event %s not delivered (%s); retrying", self.id, event.id, exc)
+                metrics.delivered("retry")
                 await msg.nak(delay=delay)
                 return
+            metrics.delivered("ok")
             await msg.ack()
         except asyncio.CancelledError:
             raise
@@ -257,6 +260,7 @@ class Deliverer:
                       msg.metadata.stream, msg.metadata.sequence.stream, exc.detail, reason)
             await msg.term()
             return
+        metrics.delivered("dead-lettered")
         log.warning("subscription %s: dead-lettered %s#%d after %d attempt(s): %s", self.id, msg.metadata.stream,
                     msg.metadata.sequence.stream, attempts, reason)
         await msg.term()
