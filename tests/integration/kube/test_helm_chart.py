@@ -189,7 +189,7 @@ def test_reporter_secrets_and_monitoring_render_into_a_config_serve_accepts(run,
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({
         "secrets": {"eventsTokens": ["t0ken-for-events"], "githubAppPrivateKey": key, "githubToken": "ghp-token",
-                    "gitlabReporterToken": "glpat-token"},
+                    "gitlabReporterToken": "glpat-token", "subscriptionsTokens": ["subs-token-1"]},
         "config": {"reporters": {"github": {"app_id": 12345}, "gitlab": {"url": "https://gitlab.example.com"}}},
         "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}))
     rendered = [d for d in yaml.safe_load_all(run("helm", "template", "tr", CHART, "-f", values).stdout) if d]
@@ -209,6 +209,7 @@ def test_reporter_secrets_and_monitoring_render_into_a_config_serve_accepts(run,
     parsed = yaml.safe_load(config)
     assert parsed["reporters"]["github"]["private_key_file"].endswith("github-app-private-key")
     assert parsed["reporters"]["gitlab"]["token_file"].endswith("gitlab-reporter-token")
+    assert parsed["subscriptions"]["tokens_file"].endswith("subscriptions-tokens")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_ROUTER_")}
     checked = subprocess.run([sys.executable, "-m", "router.cli", "--config", str(tmp_path / "config.yaml"),
                               "config", "check"], capture_output=True, text=True, env=env)

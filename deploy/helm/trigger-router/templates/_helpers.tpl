@@ -50,6 +50,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.secrets.eventsTokens }}{{ $keys = append $keys "events-tokens" }}{{ end -}}
 {{- if .Values.secrets.githubAppPrivateKey }}{{ $keys = append $keys "github-app-private-key" }}{{ end -}}
 {{- if .Values.secrets.githubToken }}{{ $keys = append $keys "github-token" }}{{ end -}}
+{{- if .Values.secrets.subscriptionsTokens }}{{ $keys = append $keys "subscriptions-tokens" }}{{ end -}}
 {{- if .Values.secrets.gitlabReporterToken }}{{ $keys = append $keys "gitlab-reporter-token" }}{{ end -}}
 {{- range $name, $values := .Values.secrets.registrySecrets }}{{ if $values }}{{ $keys = append $keys (printf "registry-%s-secrets" $name) }}{{ end }}{{ end -}}
 {{- end -}}
