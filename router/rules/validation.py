@@ -100,13 +100,19 @@ def _document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec]
         parsed = schema.RuleDocument.model_validate(doc)
     except ValidationError as exc:
         name = loading.label(doc, index)
-        return None, None, [errors.RuleError(loading.describe(e), file=file, rule=name, field=loading.field_path(e["loc"]))
-                      for e in exc.errors()]
+        found = [errors.RuleError(loading.describe(e), file=file, rule=name, field=loading.field_path(e["loc"]))
+                 for e in exc.errors()]
+        spec = doc.get("spec") if isinstance(doc, dict) else None
+        if isinstance(spec, dict):  # the parts the schema leaves to compiling, checked as written
+            _parts(found, spec.get("filters"), spec.get("report"), reporters)
+            action = spec.get("action")
+            if isinstance(action, dict) and len(action) == 1 and next(iter(action)) in actions:
+                (verb, raw), = action.items()
+                found += loading.parameter_errors(actions[verb].params, raw or {}, f"spec.action.{verb}")
+        return None, None, _unique(found, file, name)
     name, spec = parsed.metadata.name, parsed.spec
-    found: list[errors.RuleError] = []
-    bad_filters = _each(found, [lambda f=f, i=i: filters.compile(f, f"spec.filters[{i}]")
-                                for i, f in enumerate(spec.filters)])
-    bad_reports = _each(found, [lambda e=e, i=i: loading.report(e, i, reporters) for i, e in enumerate(spec.report)])
+    found = []
+    bad_filters, bad_reports = _parts(found, spec.filters, spec.report, reporters)
     trial = dict(doc)
     trial["spec"] = {**doc["spec"], **({"filters": []} if bad_filters else {}), **({"report": []} if bad_reports else {})}
     rule = None
@@ -114,13 +120,28 @@ def _document(doc: Any, file: str, index: int, actions: Mapping[str, ActionSpec]
         rule = loading.compile_document(trial, file, index, actions, max_age, reporters=reporters)
     except errors.RuleError as exc:
         found += _parameter_errors(exc, spec.action, actions) or [exc]
+    unique = _unique(found, file, name)
+    return name, (None if unique else rule), unique
+
+
+def _parts(found: list[errors.RuleError], written_filters: Any, written_reports: Any,
+           reporters: Mapping[str, ActionSpec]) -> tuple[bool, bool]:
+    """Check every filter and every ``spec.report`` entry on its own; whether any of each failed."""
+    written_filters = written_filters if isinstance(written_filters, list) else []
+    written_reports = [e for e in written_reports if isinstance(e, dict)] if isinstance(written_reports, list) else []
+    return (_each(found, [lambda f=f, i=i: filters.compile(f, f"spec.filters[{i}]")
+                          for i, f in enumerate(written_filters)]),
+            _each(found, [lambda e=e, i=i: loading.report(e, i, reporters) for i, e in enumerate(written_reports)]))
+
+
+def _unique(found: list[errors.RuleError], file: str, name: str) -> list[errors.RuleError]:
     seen: set[tuple[str, str]] = set()
     unique = []
     for problem in found:
         if (problem.field, problem.message) not in seen:
             seen.add((problem.field, problem.message))
             unique.append(errors.RuleError(problem.message, file=file, rule=name, field=problem.field))
-    return name, (None if unique else rule), unique
+    return unique
 
 
 def _each(found: list[errors.RuleError], checks: Iterable[Any]) -> bool:
