@@ -17,6 +17,7 @@ class ConfigError(TriggerRouterError):
     """A setting is missing, unknown or invalid; ``path`` names it (``nats.url``)."""
 
     def __init__(self, message: str, *, path: str = "", source: str = "") -> None:
+        self.message = message
         self.path = path
         self.source = source
         where = ": ".join(part for part in (source, path) if part)
@@ -113,11 +114,16 @@ class DigestUnresolved(IngestError):
 class RuleError(TriggerRouterError):
     """A trigger rule is invalid; names the file, the rule and the field path."""
 
-    def __init__(self, message: str, *, file: str = "", rule: str = "", field: str = "") -> None:
+    def __init__(self, message: str, *, file: str = "", rule: str = "", field: str = "", line: int = 0,
+                 column: int = 0) -> None:
         self.message = message
         self.file = file
         self.rule = rule
         self.field = field
+        self.line = line
+        """Where in the file (1-based) the problem is, when known (0: not known); ``rules validate``
+        prints ``file:line:column:``."""
+        self.column = column
         where = ", ".join(
             f"{label} {value}" for label, value in (("rule", rule), ("field", field)) if value
         )

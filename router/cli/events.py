@@ -1,4 +1,9 @@
-"""``events tail``, ``events send`` and ``outcomes tail``: short-lived JetStream clients for people at a terminal."""
+"""``events tail``, ``events send`` and ``outcomes tail``: short-lived JetStream clients for people at a terminal.
+
+``outcomes tail`` prints one line per outcome in fixed columns (a stream cannot be measured
+first): the rule cut to 24 characters and the run id to 12 (``…`` marks a cut), both whole with
+``--wide``, which is what to copy a run id from for ``runs show``.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +20,18 @@ from router.model import events
 from router.model.bindings import nats as nats_binding
 
 
-def format_line(event: events.CloudEvent, as_json: bool) -> str:
+def format_line(event: events.CloudEvent, as_json: bool, wide: bool = False) -> str:
     if as_json:
         return json.dumps(events.to_json_object(event), ensure_ascii=False)
     attrs = event.attributes
     if event.type.startswith("dev.cdevents.testsuiterun."):
-        return _outcome_line(event)
+        return _outcome_line(event, wide)
     return "  ".join(str(v) for v in (attrs.get("time", "-"), event.type, event.id, event.source,
                                        attrs.get("subject", "")))
 
 
 async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_start: bool, count: int,
-               outcomes: bool = False) -> int:
+               outcomes: bool = False, wide: bool = False) -> int:
     nc = await client.connect(settings)
     base = settings.bus.outcomes_subject if outcomes else settings.bus.events_subject
     stream = settings.bus.outcomes_stream if outcomes else settings.bus.events_stream
@@ -41,7 +46,7 @@ async def tail(settings: Settings, *, subject: str | None, as_json: bool, from_s
             except errors.BadRequest as exc:
                 print(f"# undecodable message on {msg.subject}: {exc.detail}", file=sys.stderr)
                 continue
-            print(format_line(event, as_json), flush=True)
+            print(format_line(event, as_json, wide), flush=True)
             seen += 1
             if count and seen >= count:
                 break
@@ -63,11 +68,17 @@ async def send(settings: Settings, batch: list[events.CloudEvent]) -> int:
     return 0
 
 
-def _outcome_line(event: events.CloudEvent) -> str:
+def _outcome_line(event: events.CloudEvent, wide: bool = False) -> str:
     body = event.json() or {}
     content = body.get("subject", {}).get("content", {})
     custom = body.get("customData", {})
     stage = event.type.split(".")[3]
-    outcome = content.get("outcome", "")
-    return "  ".join(str(v) for v in (event.attributes.get("time", "-"), f"{stage:8}", custom.get("rule", "-"),
-                                       custom.get("runId", "-"), outcome, content.get("reason", "")) if v != "")
+    rule, run_id = str(custom.get("rule", "-")), str(custom.get("runId", "-"))
+    if not wide:
+        rule, run_id = _cut(rule, 24).ljust(24), _cut(run_id, 12).ljust(12)
+    return "  ".join(str(v) for v in (event.attributes.get("time", "-"), f"{stage:8}", rule, run_id,
+                                       content.get("outcome", ""), content.get("reason", "")) if v != "").rstrip()
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -2,16 +2,20 @@
 
 ``serve`` runs the service; ``events tail`` / ``events send`` talk to JetStream directly (the
 configured NATS, or the embedded server that a local ``serve`` started); ``config check`` validates
-a configuration and prints the effective settings with secrets redacted. Errors print one line
-naming what is wrong and exit 2; nothing prints a traceback for a user mistake.
+a configuration (and the rule files it names) and prints the effective settings with secrets
+redacted. Errors print one line naming what is wrong and exit 2; nothing prints a traceback for a
+user mistake. ``--version`` is the installed package's version, or ``<version>+source`` when run
+from a checkout that is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import yaml
@@ -26,6 +30,19 @@ from router.plugins import catalog
 EXIT_USAGE = 2
 
 
+def version() -> str:
+    try:
+        return importlib.metadata.version("trigger-router")
+    except importlib.metadata.PackageNotFoundError:
+        # A checkout run with ``python -m router.cli``: the version it declares, marked as such.
+        try:
+            import tomllib
+            declared = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["version"]
+        except (OSError, KeyError, ValueError):
+            declared = "0"
+        return f"{declared}+source"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trigger-router",
@@ -34,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", help="YAML config file (default: $TRIGGER_ROUTER_CONFIG, "
                         "else built-in defaults); every field can be overridden by "
                         "TRIGGER_ROUTER_<SECTION>__<FIELD>")
+    parser.add_argument("--version", action="version", version=f"trigger-router {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("serve", help="run the HTTP edge and the bus (embedded NATS unless nats.url is set)")
@@ -56,13 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     test = rules_sub.add_parser("test", help="which rules match an event, why the others do not, and "
                                 "the rendered actions")
     test.add_argument("paths", nargs="+", metavar="PATH")
-    test.add_argument("--event", "-e", required=True, help="CloudEvent JSON file (structured format), or -")
+    test.add_argument("--event", "-e", required=True, help="CloudEvent JSON file (structured format), or -; "
+                      "with --github, --gitlab or --registry: the raw webhook payload")
+    kind = test.add_mutually_exclusive_group()
+    kind.add_argument("--github", metavar="EVENT", help="the file is a GitHub webhook payload of this "
+                      "X-GitHub-Event (push, workflow_run, ...)")
+    kind.add_argument("--gitlab", action="store_true", help="the file is a GitLab webhook payload (its "
+                      "object_kind names the event)")
+    kind.add_argument("--registry", metavar="NAME", help="the file is the webhook payload of this registry "
+                      "source: acr, distribution, dockerhub, ecr, gar, harbor, quay (tags are resolved to "
+                      "digests as the edge does, with the configured credentials)")
+    test.add_argument("--delivery", metavar="ID", help="the delivery id (X-GitHub-Delivery, GitLab's "
+                      "Idempotency-Key); default: rules-test-<hash of the payload>")
+    test.add_argument("--expect-match", action="store_true", help="exit 1 when no rule matches")
     test.add_argument("--json", action="store_true", help="machine-readable report")
+    test.epilog = ("Webhook payloads are converted by the registered webhook source, exactly as "
+                   "POST /webhooks/<source> would, so every event the edge would store (derived CDEvents "
+                   "included) is tested; authentication (signatures, tokens, secrets) is skipped.")
 
     runs_cmd = commands.add_parser("runs", help="inspect runs")
     runs_sub = runs_cmd.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
     runs_list = runs_sub.add_parser("list", help="every known run with its state and outcome")
     runs_list.add_argument("--rule", help="only runs of this rule")
+    runs_list.add_argument("--outcome", help="only runs that ended so: success, failure, error, cancel")
+    runs_list.add_argument("--since", metavar="WHEN", help="only runs queued since: a duration ago (90m, 1h, "
+                           "2d) or an RFC 3339 time (2026-12-01T16:00:00Z)")
+    runs_list.add_argument("--limit", "-n", type=int, metavar="N", help="only the newest N")
+    runs_list.add_argument("--wide", "-w", action="store_true", help="untruncated ids, rules and events")
     runs_list.add_argument("--json", action="store_true", help="one JSON object per line")
     runs_show = runs_sub.add_parser("show", help="one run in full: params, checks, timings")
     runs_show.add_argument("run_id", metavar="RUN_ID")
@@ -75,13 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes_tail.add_argument("--json", action="store_true", help="one JSON object per line")
     outcomes_tail.add_argument("--all", action="store_true", help="start from the oldest stored outcome")
     outcomes_tail.add_argument("--count", "-n", type=int, default=0, help="exit after this many outcomes")
+    outcomes_tail.add_argument("--wide", "-w", action="store_true", help="untruncated rule names and run ids")
 
     commands.add_parser("crd", help="print the TriggerRule and ClusterTriggerRule CustomResourceDefinitions "
                         "(YAML) for the installed actions")
 
     config_cmd = commands.add_parser("config", help="inspect configuration")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    config_sub.add_parser("check", help="validate the config and print the effective settings, secrets redacted")
+    config_sub.add_parser("check", help="validate the config and the rules it names (rules.paths, reported like "
+                          "`rules validate`) and print the effective settings, secrets redacted")
     return parser
 
 
@@ -117,23 +157,30 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "config":
         yaml.safe_dump(settings_mod.redacted(settings), sys.stdout, sort_keys=False)
-        return 0
+        if not settings.rules.paths:
+            return 0
+        from router.cli import rules as rule_commands
+        sys.stdout.flush()
+        return rule_commands.report_problems(rule_commands.check(settings.rules.paths, settings))
     if args.command == "rules":
         from router.cli import rules as rule_commands
         if args.rules_command == "validate":
             return rule_commands.validate(args.paths, settings)
-        return rule_commands.test(args.paths, args.event, args.json, settings)
+        return rule_commands.test(args.paths, args.event, args.json, settings, expect_match=args.expect_match,
+                                  github=args.github, gitlab=args.gitlab, registry=args.registry,
+                                  delivery=args.delivery)
     from router.cli import events as tail_send
     from router.cli import runs as run_commands
     if args.command == "runs":
         if args.runs_command == "list":
-            return asyncio.run(run_commands.list_runs(settings, args.json, args.rule))
+            return asyncio.run(run_commands.list_runs(settings, args.json, select=run_commands.Selection.of(args),
+                                                      wide=args.wide))
         if args.runs_command == "retry":
             return asyncio.run(run_commands.retry_run(settings, args.run_id))
         return asyncio.run(run_commands.show_run(settings, args.run_id))
     if args.command == "outcomes":
         return asyncio.run(tail_send.tail(settings, subject=None, as_json=args.json, from_start=args.all,
-                                          count=args.count, outcomes=True))
+                                          count=args.count, outcomes=True, wide=args.wide))
     if args.events_command == "tail":
         return asyncio.run(tail_send.tail(settings, subject=args.subject, as_json=args.json,
                                           from_start=args.all, count=args.count))

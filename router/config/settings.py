@@ -16,7 +16,6 @@ loaded (``router.plugins.catalog.load()``) before the settings are.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import typing
@@ -29,6 +28,7 @@ from pydantic import (BaseModel, BeforeValidator, Field, SecretStr, ValidationEr
 
 from router import errors
 from router.config import subscriptions as subscriptions_section
+from router.config import environment
 from router.config.base import Duration, Section
 from router.config.reporting import ReportingSettings
 from router.config.telemetry import LogSettings, MetricsSettings, TracingSettings
@@ -37,8 +37,8 @@ from router.config.web import WebSettings, check_exposure
 __all__ = ["Settings", "Duration", "Section", "load", "redacted", "register_section", "model",
            "without_credentials"]
 
-ENV_PREFIX = "TRIGGER_ROUTER_"
-CONFIG_ENV = "TRIGGER_ROUTER_CONFIG"
+ENV_PREFIX = environment.PREFIX
+CONFIG_ENV = environment.CONFIG_VARIABLE
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
@@ -295,9 +295,15 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         if loaded is not None and not isinstance(loaded, dict):
             raise errors.ConfigError("the top level must be a mapping", source=source)
         raw = loaded or {}
-    _apply_env(raw, env)
+    origins = environment.apply(raw, env)  # an error in a value set there names the variable
     effective = model()
-    _resolve_secret_files(raw, effective, "", source)
+    try:
+        _resolve_secret_files(raw, effective, "", source)
+    except errors.ConfigError as exc:
+        variable = environment.origin(exc.path.split("."), origins)
+        if variable is None:
+            raise
+        raise errors.ConfigError(exc.message, path=exc.path, source=variable) from exc
     try:
         return effective.model_validate(raw)
     except ValidationError as exc:
@@ -306,38 +312,13 @@ def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = 
         message = _describe(first)
         if first["type"] == "extra_forbidden" and len(first["loc"]) == 1 and not _SECTIONS:
             message += " (no plug-in sections are registered: load the plug-ins first, router.plugins.catalog.load())"
-        raise errors.ConfigError(message, path=key, source=source) from exc
+        raise errors.ConfigError(message, path=key, source=environment.origin(first["loc"], origins) or source) from exc
 
 
 def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     return error["msg"]
-
-
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
-            continue
-        keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-        target = raw
-        for key in keys[:-1]:
-            node = target.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise errors.ConfigError("is not a section", path=key, source=name)
-            target = node
-        target[keys[-1]] = _env_value(value)
-
-
-def _env_value(value: str) -> Any:
-    """JSON arrays and objects are parsed; anything else stays a string for pydantic to coerce."""
-    stripped = value.strip()
-    if stripped[:1] in "[{":
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            pass
-    return value
 
 
 def _resolve_secret_files(raw: dict[str, Any], model: type[BaseModel], prefix: str, source: str) -> None:

@@ -16,7 +16,6 @@ The run-history pages under ``/ui/`` (``web.enabled``) are ``router.web``'s sub-
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Awaitable, Callable
 
@@ -34,6 +33,7 @@ from router.edge import protocol, tokens
 from router.model import events, jsontext, tracecontext
 from router.model.bindings import http as http_binding
 from router.telemetry import metrics
+from router.plugins import sources as webhook_sources
 from router.plugins.sources import Delivery, Rejected, WebhookSource
 from router.web import views as web_view
 
@@ -185,14 +185,9 @@ async def post_webhook(request: web.Request) -> web.Response:
     if content_type == "application/x-www-form-urlencoded":
         raise errors.UnsupportedMediaType("form-encoded webhooks are not supported; set the webhook's "
                                           "content type to application/json")
-    jsontext.check_depth(body, request.app[SETTINGS].http.max_json_depth, what="JSON",
-                         limit="http.max_json_depth")
-    normalized = source.normalize(delivery)
-    if inspect.isawaitable(normalized):  # sources that must ask someone first (a registry, for a digest)
-        normalized = await normalized
-    batch = [e for e in normalized if not isinstance(e, Rejected)]
+    batch, refused = await webhook_sources.convert(source, delivery, request.app[SETTINGS].http.max_json_depth)
     messages = encode(request, batch)  # before dead-lettering: a refused delivery stores nothing
-    rejected = await dead_letter(request, name, [r for r in normalized if isinstance(r, Rejected)])
+    rejected = await dead_letter(request, name, refused)
     if not batch:
         log.info("webhook %s delivery=%s accepted, nothing to publish", name, request[DELIVERY_ID])
         return web.json_response({"accepted": [], "detail": "accepted; nothing to publish", **rejected},

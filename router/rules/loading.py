@@ -127,12 +127,25 @@ def confine(params: Any, namespace: str, path: str, *, templated_ok: bool = Fals
 
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = _loc(first["loc"])
-    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-    return f"{where}: {message}" if where else message
+    where = field_path(first["loc"])
+    return f"{where}: {describe(first)}" if where else describe(first)
 
 
-def _loc(parts: Iterable[Any]) -> str:
+def describe(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a rule error's message."""
+    return "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+
+
+def label(doc: Any, index: int) -> str:
+    """What errors call the ``index``-th document: its ``metadata.name`` if usable, else ``#<n>``."""
+    written = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) \
+        else None
+    # The label goes into a one-line error: a name that would break the line is not repeated.
+    return written if isinstance(written, str) and written.isprintable() and 0 < len(written) <= 253 else f"#{index + 1}"
+
+
+def field_path(parts: Iterable[Any]) -> str:
+    """A pydantic location as rule errors spell fields: ``spec.action.httpProbe.checks[0].url``."""
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -149,17 +162,12 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
 
     ``name``: the rule's name instead of ``metadata.name`` (a TriggerRule is ``<namespace>/<name>``).
     ``namespace``: the rule may act in that namespace only, with one of ``namespaced_actions``."""
-    written = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) \
-        else None
-    # The label goes into a one-line error: a name that would break the line is not repeated.
-    label = name or (written if isinstance(written, str) and written.isprintable() and 0 < len(written) <= 253
-                     else f"#{index + 1}")
     try:
         parsed = schema.RuleDocument.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise errors.RuleError(message, file=file, rule=label, field=_loc(first["loc"])) from exc
+        raise errors.RuleError(describe(first), file=file, rule=name or label(doc, index),
+                               field=field_path(first["loc"])) from exc
     spec = parsed.spec
     try:
         members = [filters.compile(f, f"spec.filters[{i}]") for i, f in enumerate(spec.filters)]
@@ -176,7 +184,7 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
                 raise errors.RuleError(message, field=where)
         _validated(action.params, raw_params, params_path)
         params = templates.Template(raw_params, params_path)
-        reports = tuple(_report(entry, i, reporters or {}) for i, entry in enumerate(spec.report))
+        reports = tuple(report(entry, i, reporters or {}) for i, entry in enumerate(spec.report))
         environment = templates.Template(spec.environment, "spec.environment") if spec.environment else None
         keys = policy_spec.compile_keys(spec.policy)
         policy_spec.check_limits(spec.policy, max_age)
@@ -192,15 +200,22 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
 
 def _validated(model: type[BaseModel], raw: Any, path: str) -> None:
     """Parameters as written (templates unrendered) against a plug-in's model; RuleError at the field."""
+    found = parameter_errors(model, raw, path)
+    if found:
+        raise found[0]
+
+
+def parameter_errors(model: type[BaseModel], raw: Any, path: str) -> list[errors.RuleError]:
+    """Every error of parameters as written against a plug-in's model, each at its field."""
     try:
         model.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise errors.RuleError(message, field=f"{path}.{_loc(first['loc'])}".rstrip(".")) from exc
+        return [errors.RuleError(describe(error), field=f"{path}.{field_path(error['loc'])}".rstrip("."))
+                for error in exc.errors()]
+    return []
 
 
-def _report(entry: dict[str, Any], index: int, reporters: Mapping[str, ActionSpec]) -> Report:
+def report(entry: dict[str, Any], index: int, reporters: Mapping[str, ActionSpec]) -> Report:
     path = f"spec.report[{index}]"
     known = ", ".join(sorted(reporters)) or "none"
     if len(entry) != 1:

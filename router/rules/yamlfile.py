@@ -11,11 +11,16 @@ PyYAML's safe loader constructs no Python objects from tags, but on its own it s
 So a file is first read as a stream of parse events (libyaml's parser is iterative) and measured:
 nesting depth, nodes counted with every alias expanded where it is used, repeated keys. Only a
 file within the limits below is composed and constructed. Every error is one line with the line
-and column it is about; ``loading`` adds the file name.
+and column it is about (also as ``RuleError.line`` / ``.column``); ``loading`` adds the file name.
+
+:func:`located` also keeps, per document, where each key and list item was written (the composed
+node tree's marks), so that a schema error found later, which knows only a field path such as
+``spec.action.httpProbe.checks[0].url``, can still be reported at its line and column.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +47,24 @@ class _Collection:
     expect_key: bool = True
 
 
+Positions = dict[str, tuple[int, int]]
+"""Field path as ``loading`` spells it (``spec.filters[0].cel``; ``""`` the document) -> (line, column), 1-based."""
+
+
 def documents(data: bytes) -> list[Any]:
     """The YAML documents of ``data`` (empty ones dropped); ``errors.RuleError`` (no file) if refused."""
+    return [doc for doc, _ in located(data)]
+
+
+def position(positions: Positions, field: str) -> tuple[int, int]:
+    """Where ``field`` was written, else its nearest written ancestor (a missing key: its section)."""
+    while field not in positions and field:
+        field = re.sub(r"(\[\d+\]|\.?[^.\[]*)$", "", field, count=1)
+    return positions.get(field, (0, 0))
+
+
+def located(data: bytes) -> list[tuple[Any, Positions]]:
+    """Like :func:`documents`, each document with the positions of its keys and items."""
     if len(data) > MAX_FILE_BYTES:
         raise errors.RuleError(f"file is {len(data):,} bytes, more than the {MAX_FILE_BYTES:,} a rule file may have")
     try:
@@ -51,18 +72,64 @@ def documents(data: bytes) -> list[Any]:
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise errors.RuleError(f"not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {column}") from exc
+        raise errors.RuleError(f"not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {column}",
+                               line=line, column=column) from exc
     try:
         _measure(text)
-        return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
+        return _compose(text)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise errors.RuleError(f"not valid YAML: character U+{code:04X} is not allowed "
-                               f"at line {line}, column {column}") from exc
+                               f"at line {line}, column {column}", line=line, column=column) from exc
     except yaml.YAMLError as exc:
-        raise errors.RuleError(f"not valid YAML: {describe(exc)}") from exc
+        mark = (exc.problem_mark or exc.context_mark) if isinstance(exc, yaml.MarkedYAMLError) else None
+        raise errors.RuleError(f"not valid YAML: {describe(exc)}", line=mark.line + 1 if mark else 0,
+                               column=mark.column + 1 if mark else 0) from exc
+
+
+def _compose(text: str) -> list[tuple[Any, Positions]]:
+    """What ``yaml.load_all`` does, keeping each document's node tree long enough to read its marks."""
+    loader = _LOADER(text)
+    found = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            doc = loader.construct_document(node)
+            if doc is not None:
+                found.append((doc, _positions(node)))
+    finally:
+        loader.dispose()
+    return found
+
+
+def _positions(root: yaml.Node) -> Positions:
+    # Nesting is at most MAX_DEPTH (measured first); an aliased node is walked once, at its anchor.
+    positions: Positions = {"": _mark(root)}
+    seen: set[int] = set()
+    pending: list[tuple[str, yaml.Node]] = [("", root)]
+    while pending:
+        path, node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    where = f"{path}.{key.value}" if path else key.value
+                    positions.setdefault(where, _mark(key))
+                    pending.append((where, value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                where = f"{path}[{index}]"
+                positions.setdefault(where, _mark(item))
+                pending.append((where, item))
+    return positions
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
 
 
 def describe(exc: yaml.YAMLError) -> str:
@@ -79,7 +146,8 @@ def _at(mark: Any) -> str:
 
 
 def _refuse(message: str, event: yaml.Event) -> errors.RuleError:
-    return errors.RuleError(f"{message} at {_at(event.start_mark)}")
+    mark = event.start_mark
+    return errors.RuleError(f"{message} at {_at(mark)}", line=mark.line + 1, column=mark.column + 1)
 
 
 def _measure(text: str) -> None:

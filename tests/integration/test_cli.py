@@ -116,3 +116,109 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode == 141
+
+
+def test_version_is_the_package_version():
+    from importlib import metadata
+
+    result = subprocess.run(CLI + ["--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"trigger-router {metadata.version('trigger-router')}"
+
+
+def test_a_bad_environment_variable_is_named_not_the_file(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("http:\n  port: 9999\n")
+    bad = subprocess.run(CLI + ["--config", str(config), "config", "check"], capture_output=True, text=True,
+                         env={**os.environ, "TRIGGER_ROUTER_HTTP__PORT": "eighty"}, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("trigger-router: error: TRIGGER_ROUTER_HTTP__PORT: http.port: Input should be a valid "
+                                 "integer"), bad.stderr
+    assert str(config) not in bad.stderr
+
+
+def test_config_check_validates_the_rules_it_names(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: TriggerRule\nmetadata: {name: ok}\nspec:\n  action: {exec: {command: [echo]}}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: TriggerRule\nmetadata: {name: smoke}\nspec:\n  filters: [{regex: {}}]\n"
+                   "  action: {exec: {command: echo}}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"rules:\n  paths: [{good}]\n")
+    env = {**os.environ, "TRIGGER_ROUTER_STATE_DIR": str(tmp_path)}
+    ok = subprocess.run(CLI + ["--config", str(config), "config", "check"], capture_output=True, text=True, env=env,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert str(good) in ok.stdout and ok.stderr == ""
+    config.write_text(f"rules:\n  paths: [{good}, {bad}, {tmp_path / 'gone.yaml'}]\n")
+    failed = subprocess.run(CLI + ["--config", str(config), "config", "check"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines() == [
+        f"{tmp_path / 'gone.yaml'}: no such file or directory",
+        f"{bad}:4:14: rule smoke, field spec.filters[0].regex: unknown filter dialect 'regex' (known: all, any, cel, "
+        "cesql, exact, not, prefix, sql, suffix)",
+        f"{bad}:5:19: rule smoke, field spec.action.exec.command: Input should be a valid list",
+        "3 problem(s) in 2 file(s)"]
+
+
+def seed_runs(url: str, states: list[dict]) -> None:
+    from router.engine import runs
+
+    async def write():
+        nc = await nats.connect(url)
+        try:
+            store = await runs.RunStates.open(nc.jetstream(), settings.load(None, env={}))
+            for state in states:
+                await store.create(state["runId"], state)
+        finally:
+            await nc.close()
+
+    asyncio.run(write())
+
+
+def test_runs_list_selects_aligns_and_shows_iso_times(tmp_path, nats_server):
+    now = time.time()
+    long_rule = "a-rule-with-a-name-longer-than-twenty-four"
+    seed_runs(nats_server.url, [
+        {"runId": "a" * 32, "rule": "smoke", "state": "finished", "outcome": "success", "queuedAt": now - 7200,
+         "event": {"type": "com.github.push", "id": "e1"}},
+        {"runId": "b" * 32, "rule": long_rule, "state": "finished", "outcome": "failure", "queuedAt": now - 60,
+         "event": {"type": "com.github.push", "id": "e2"}},
+        {"runId": "c" * 32, "rule": "smoke", "state": "finished", "outcome": "failure", "queuedAt": now - 30,
+         "event": {"type": "com.github.push", "id": "e3"}},
+    ])
+    env = {**os.environ, "TRIGGER_ROUTER_NATS__URL": nats_server.url, "TRIGGER_ROUTER_STATE_DIR": str(tmp_path)}
+
+    def runs_list(*args):
+        done = subprocess.run(CLI + ["runs", "list", *args], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    narrow = runs_list()
+    assert narrow[0].split() == ["RUN", "RULE", "STATE", "OUTCOME", "QUEUED", "EVENT", "POLICY"]
+    assert [line[:12] for line in narrow[1:]] == ["aaaaaaaaaaa…", "bbbbbbbbbbb…", "ccccccccccc…"]
+    queued = narrow[0].index("QUEUED")
+    assert all(line[queued:queued + 20] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+               for line, t in zip(narrow[1:], (now - 7200, now - 60, now - 30)))
+    assert long_rule not in narrow[2] and long_rule[:23] + "…" in narrow[2]
+    wide = runs_list("--wide")
+    assert wide[2].startswith("b" * 32 + "  " + long_rule + "  finished")
+    assert wide[0].index("RULE") == 34 and {line[32:34] for line in wide} == {"  "}  # the RUN column is aligned
+    assert [line[:1] for line in runs_list("--outcome", "failure")[1:]] == ["b", "c"]
+    assert [line[:1] for line in runs_list("--rule", "smoke", "--since", "1h")[1:]] == ["c"]
+    assert [line[:1] for line in runs_list("--limit", "2")[1:]] == ["b", "c"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600))
+    assert [line[:1] for line in runs_list("--since", since)[1:]] == ["b", "c"]
+    listed = [json.loads(line) for line in runs_list("--json", "--limit", "1")]
+    assert listed[0]["queuedAt"] == now - 30 and listed[0]["queuedAtIso"].endswith("Z")
+
+    shown = subprocess.run(CLI + ["runs", "show", "a" * 32], capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert state["queuedAt"] == now - 7200
+    assert state["queuedAtIso"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(now - 7200)))
+
+    bad = subprocess.run(CLI + ["runs", "list", "--since", "yesterday"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert bad.returncode == 2 and "--since 'yesterday' is neither a duration" in bad.stderr

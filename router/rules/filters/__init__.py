@@ -1,5 +1,5 @@
 """Filter dialects: the CloudEvents Subscriptions API set (exact, prefix, suffix, all, any, not) plus
-``cel`` and ``sql``, behind one small interface.
+``cel`` and ``sql`` (also spelt ``cesql``, Knative's name), behind one small interface.
 
 A compiled filter answers ``matches(event)`` on the hot path and, only when asked by ``rules test``,
 ``why_not(event)``: a sentence naming the first thing that rejected the event. Dialects register

@@ -1,5 +1,8 @@
 """``cel``: a CEL expression over the whole event, data included.
 
+``rules test`` shows a non-matching result as a CEL literal (``false``, ``null``, ``"main"``:
+``celvalues``), the way the rule author wrote the expression.
+
 An expression that fails at evaluation time (a missing field, a type mismatch) counts as no match
 and is logged once per rule, not once per event, so a bad rule cannot flood the log.
 """
@@ -10,7 +13,7 @@ import logging
 from typing import Any
 
 from router.model.events import CloudEvent
-from router.rules import celexpr
+from router.rules import celexpr, celvalues
 from router.rules.filters import dialect
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class CelFilter:
             return False, f"cel: evaluation error: {exc}"
         if value is True:
             return True, "cel: matched"
-        return False, f"cel: {self.source!r} evaluated to {value!r}"
+        return False, f"cel: {self.source!r} evaluated to {celvalues.literal(value)}"
 
     def matches(self, event: CloudEvent) -> bool:
         return self._result(event)[0]

@@ -1,5 +1,9 @@
 """``sql``: a CloudEvents SQL (CESQL v1) expression, the Subscriptions API's ``sql`` dialect.
 
+``cesql`` is the same dialect under Knative Eventing's name (``filters: [{cesql: ...}]`` in a
+Knative Trigger), so a filter copied from a Trigger loads unchanged; explanations name the dialect
+as the rule wrote it.
+
 Parse errors (with line and column) and calls of unknown functions are rule-load errors. At
 evaluation, CESQL's own error semantics apply: an error yields the spec's defined value, which is
 never ``true`` for a failing filter, so the event does not match; the error is logged once per rule.
@@ -19,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class SqlFilter:
-    def __init__(self, expression: Any, path: str) -> None:
+    def __init__(self, expression: Any, path: str, dialect: str = "sql") -> None:
+        self.dialect = dialect
         if not isinstance(expression, str) or not expression.strip():
             raise errors.RuleError("a CESQL expression must be a non-empty string", field=path)
         try:
@@ -42,8 +47,8 @@ class SqlFilter:
     def why_not(self, event: CloudEvent) -> str:
         result = self.expression.evaluate(event.attributes)
         if result.errors:
-            return f"sql: {self.expression.source!r} failed: {result.errors[0]}"
-        return f"sql: {self.expression.source!r} evaluated to {result.value!r}"
+            return f"{self.dialect}: {self.expression.source!r} failed: {result.errors[0]}"
+        return f"{self.dialect}: {self.expression.source!r} evaluated to {result.value!r}"
 
     def pinned(self) -> dict[str, set[str]]:
         return {}
@@ -52,3 +57,8 @@ class SqlFilter:
 @dialect("sql")
 def sql_filter(arguments: Any, path: str) -> SqlFilter:
     return SqlFilter(arguments, path)
+
+
+@dialect("cesql")
+def cesql_filter(arguments: Any, path: str) -> SqlFilter:
+    return SqlFilter(arguments, path, "cesql")
