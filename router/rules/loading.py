@@ -191,9 +191,12 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
 
 
 def _validated(model: type[BaseModel], raw: Any, path: str) -> None:
-    """Parameters as written (templates unrendered) against a plug-in's model; RuleError at the field."""
+    """Parameters as written (templates unrendered) against a plug-in's model; RuleError at the field.
+
+    The validation context ``{"loading": True}`` tells a model this is a rule load: the ``function``
+    action re-imports a changed module then, and only then (not when each run is validated)."""
     try:
-        model.model_validate(raw)
+        model.model_validate(raw, context={"loading": True})
     except ValidationError as exc:
         first = exc.errors()[0]
         message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
