@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes_tail.add_argument("--all", action="store_true", help="start from the oldest stored outcome")
     outcomes_tail.add_argument("--count", "-n", type=int, default=0, help="exit after this many outcomes")
 
+    functions_cmd = commands.add_parser("functions", help="run in-process functions (action: function) locally")
+    invoke = functions_cmd.add_subparsers(dest="functions_command", required=True, metavar="SUBCOMMAND").add_parser(
+        "invoke", help="run REF on an event exactly as the router would and print the outcome (exit 1 unless success)")
+    invoke.add_argument("ref", metavar="REF", help="package.module:callable, found on functions.paths or installed")
+    invoke.add_argument("--event", "-e", required=True, help="CloudEvent JSON file (structured format), or -")
+    invoke.add_argument("--params", help="ctx.params as a JSON object")
+    invoke.add_argument("--timeout", type=float, default=300.0, help="seconds per attempt (policy.timeout; 300)")
+    invoke.add_argument("--retries", type=int, default=0, help="retries of a TemporaryError (policy.retry.limit; 0)")
+    invoke.add_argument("--json", action="store_true", help="the outcome as JSON")
+
     commands.add_parser("crd", help="print the TriggerRule and ClusterTriggerRule CustomResourceDefinitions "
                         "(YAML) for the installed actions")
 
@@ -118,6 +128,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         yaml.safe_dump(settings_mod.redacted(settings), sys.stdout, sort_keys=False)
         return 0
+    if args.command == "functions":
+        from router.cli import functions
+        return functions.invoke(args.ref, args.event, args.params, args.json, settings, timeout=args.timeout,
+                                retries=args.retries)
     if args.command == "rules":
         from router.cli import rules as rule_commands
         if args.rules_command == "validate":
