@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--params", help="ctx.params as a JSON object")
     invoke.add_argument("--timeout", type=float, default=300.0, help="seconds per attempt (policy.timeout; 300)")
     invoke.add_argument("--retries", type=int, default=0, help="retries of a TemporaryError (policy.retry.limit; 0)")
+    invoke.add_argument("--rule", default="functions-invoke", help="rule name the run id is derived from")
     invoke.add_argument("--json", action="store_true", help="the outcome as JSON")
 
     commands.add_parser("crd", help="print the TriggerRule and ClusterTriggerRule CustomResourceDefinitions "
@@ -130,8 +131,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "functions":
         from router.cli import functions
-        return functions.invoke(args.ref, args.event, args.params, args.json, settings, timeout=args.timeout,
-                                retries=args.retries)
+        return functions.invoke(args.ref, args.event, args.params, args.json, settings, rule=args.rule,
+                                timeout=args.timeout, retries=args.retries)
     if args.command == "rules":
         from router.cli import rules as rule_commands
         if args.rules_command == "validate":
