@@ -52,6 +52,13 @@ def test_validate_refuses_a_ref_that_names_no_function(tmp_path, ref, message):
     assert "Traceback" not in result.stderr
 
 
+def test_the_example_rules_validate_with_the_example_config():
+    result = subprocess.run(CLI + ["--config", "examples/functions/config.yaml", "rules", "validate",
+                                   "examples/functions/rules.yaml"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "2 rule(s) valid" in result.stdout
+
+
 def test_rules_test_shows_the_function_it_would_call(tmp_path):
     path = rule_file(tmp_path, "deploychecks.version:serves_commit", {"url": "http://web/version"})
     event = tmp_path / "push.json"
