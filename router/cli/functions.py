@@ -37,9 +37,7 @@ def invoke(ref: str, event_file: str, params_json: str | None, as_json: bool, se
     try:  # as a rule load would: a changed module is imported again, a missing one is named
         params = action.params.model_validate({"ref": ref, "params": given}, context={"loading": True})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise errors.ConfigError(f"{ref}: {first['msg']}",
-                                 path=".".join(str(p) for p in first["loc"])) from exc
+        raise errors.ConfigError(exc.errors()[0]["msg"], source=ref) from exc
     published: list[dict[str, Any]] = []
 
     async def publish(follow_up: events.CloudEvent) -> None:

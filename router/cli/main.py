@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--params", help="ctx.params as a JSON object")
     invoke.add_argument("--timeout", type=float, default=300.0, help="seconds per attempt (policy.timeout; 300)")
     invoke.add_argument("--retries", type=int, default=0, help="retries of a TemporaryError (policy.retry.limit; 0)")
+    invoke.add_argument("--config", "-c", default=argparse.SUPPRESS, help="as before the command")
     invoke.add_argument("--rule", default="functions-invoke", help="rule name the run id is derived from")
     invoke.add_argument("--json", action="store_true", help="the outcome as JSON")
 

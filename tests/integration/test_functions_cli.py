@@ -114,13 +114,15 @@ async def test_invoke_gives_the_routers_outcome_for_the_same_event(nats_server, 
             assert seen.ok, routers.log_tail(tmp_path, "router")
             states = seen.value
         invoked = []
+        config = tmp_path / "config.yaml"  # given after the subcommand, as a developer types it
+        config.write_text(json.dumps({"functions": {"paths": [str(EXAMPLES)]}}))
         for document in sent:
             event_file = tmp_path / f"{document['id']}.json"
             event_file.write_text(json.dumps(document))
             process = await asyncio.create_subprocess_exec(
                 *CLI, "functions", "invoke", "deploychecks.version:serves_commit", "--event", str(event_file),
-                "--params", json.dumps({"url": url}), "--rule", "fn-check", "--json",
-                env=env(EXAMPLES), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                "--params", json.dumps({"url": url}), "--rule", "fn-check", "--json", "--config", str(config),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             out, err = await process.communicate()
             assert process.returncode in (0, 1), err.decode()
             invoked.append((process.returncode, json.loads(out)))
