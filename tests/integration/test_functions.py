@@ -191,3 +191,10 @@ async def test_secrets_are_read_by_name_and_masked_in_outcome_events_and_logs(ed
     [follow_up] = [e for e in stored if e.type == "com.example.verified"]
     assert follow_up.json() == {"token": "***", "ok": True} and follow_up.source == "/trigger-router/rules/fn-check"
     assert "calling the API with ***" in caplog.text and "s3cr3t" not in caplog.text
+
+
+async def test_a_retried_attempts_follow_up_event_is_published_once(edge, tmp_path):
+    state, effects = await run_one(edge, tmp_path, "publishes_then_flakes", '{"retry": {"limit": 2, "backoff": "50ms"}}')
+    follow_ups = [e for e in await edge.stored() if e.type == "com.example.smoke.passed"]
+    assert state["outcome"] == "success" and effects == {("ran", 1): 1, ("ran", 2): 1}
+    assert len(follow_ups) == 1 and follow_ups[0].json() == {"attempt": 1} and follow_ups[0].subject == "e1"
