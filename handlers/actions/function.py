@@ -64,10 +64,11 @@ async def run_function(params: Function, context: actions.Context) -> actions.Re
             returned = await asyncio.to_thread(handler, _event(context.event), ctx)
             if inspect.isawaitable(returned):
                 returned = await returned
-    except errors.DispatchError as exc:  # TemporaryError, PermanentError: the executor decides
+    except (errors.TemporaryError, errors.PermanentError) as exc:  # the executor's to map
         masked = supplied.mask(str(exc))
-        if masked != str(exc):
-            raise type(exc)(masked) from None
+        if masked != str(exc):  # not `from exc`: the original message would be logged with it
+            kind = errors.TemporaryError if isinstance(exc, errors.TemporaryError) else errors.PermanentError
+            raise kind(masked) from None
         raise
     except Exception as exc:
         ctx.log.exception("function %s raised", params.ref)
