@@ -171,3 +171,53 @@ async def test_a_serve_process_runs_each_function_run_once(nats_server, tmp_path
     written = [line.split()[1] for line in log.read_text().splitlines()]
     assert sorted(written) == sorted(expected), "each run's function ran exactly once"
     assert {states[i]["outcome"] for i in expected} == {"success"}
+
+
+VERSIONED = '''
+async def check(event, ctx):
+    with open(ctx.params["log"], "a") as log:
+        log.write("{version} " + event.id + "\\n")
+    return True
+'''
+
+
+async def test_serve_reimports_a_changed_function_on_reload_and_keeps_it_through_a_broken_edit(
+        nats_server, tmp_path, free_port):
+    import os
+    import signal
+
+    code, log = tmp_path / "code", tmp_path / "effects.log"
+    code.mkdir()
+    module = code / "soak_v.py"
+    module.write_text(VERSIONED.format(version="v1"))
+    rules = rule_file(tmp_path, "soak_v:check", {"log": str(log)}, event_type=routers.TYPE)
+    router = routers.start_router(nats_server.url, str(rules), free_port, tmp_path, "router",
+                                  FUNCTIONS__PATHS=json.dumps([str(code)]), RULES__RELOAD_INTERVAL="60s")
+
+    async def run(event_id: str) -> str:
+        await routers.publish_events(nats_server.url, 1, event_id)
+        seen = await routers.wait_for(lambda: asyncio.to_thread(lambda: log.read_text() if log.exists() else ""),
+                                      lambda text: f" {event_id}-0\n" in text, 30)
+        assert seen.ok, routers.log_tail(tmp_path, "router")
+        return next(line.split()[0] for line in seen.value.splitlines() if line.endswith(f" {event_id}-0"))
+
+    async def reloaded(count: int) -> None:
+        os.kill(router.pid, signal.SIGHUP)
+        seen = await routers.wait_for(lambda: asyncio.to_thread(routers.log_tail, tmp_path, "router", 200),
+                                      lambda text: text.count("rules reloaded") + text.count("reload rejected") >= count,
+                                      30)
+        assert seen.ok, seen.value
+
+    try:
+        async with routers.connected(nats_server.url) as probe:
+            assert (await routers.wait_for(probe.subscribed, bool, 30)).ok, routers.log_tail(tmp_path, "router")
+            assert await run("a") == "v1"
+            module.write_text(VERSIONED.format(version="v2") + "# edited\n")
+            await reloaded(1)
+            assert await run("b") == "v2", "the changed module was imported again with the rules"
+            module.write_text(VERSIONED.format(version="v3") + "raise RuntimeError('half-written')\n")
+            await reloaded(2)
+            assert await run("c") == "v2", "a broken edit is rejected; the previous code keeps serving"
+    finally:
+        routers.stop_router(router)
+    assert "re-importing changed soak_v" in routers.log_tail(tmp_path, "router", 200)
