@@ -56,7 +56,7 @@ def _dig(document: Any, path: str) -> Any:
     return document
 
 
-async def _attempt(http: aiohttp.ClientSession, check: Check, timeout: float,
+async def attempt_check(http: aiohttp.ClientSession, check: Check, timeout: float,
                    traceparent: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"name": check.name or f"{check.method} {check.url}", "url": check.url}
     ssl_option: Any = None
@@ -122,7 +122,7 @@ async def http_probe(params: HttpProbe, context: actions.Context) -> actions.Res
             attempts += 1
             remaining = max(deadline - time.monotonic(), 0.1)
             round_results = await asyncio.gather(*(
-                _attempt(http, params.checks[i], min(params.request_timeout, remaining), context.traceparent)
+                attempt_check(http, params.checks[i], min(params.request_timeout, remaining), context.traceparent)
                 for i in pending))
             for i, result in zip(pending, round_results):
                 results[i] = {**result, "attempts": attempts}

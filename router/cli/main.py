@@ -115,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes_tail.add_argument("--count", "-n", type=int, default=0, help="exit after this many outcomes")
     outcomes_tail.add_argument("--wide", "-w", action="store_true", help="untruncated rule names and run ids")
 
+    functions_cmd = commands.add_parser("functions", help="run in-process functions (action: function) locally")
+    invoke = functions_cmd.add_subparsers(dest="functions_command", required=True, metavar="SUBCOMMAND").add_parser(
+        "invoke", help="run REF on an event exactly as the router would and print the outcome (exit 1 unless success)")
+    invoke.add_argument("ref", metavar="REF", help="package.module:callable, found on functions.paths or installed")
+    invoke.add_argument("--event", "-e", required=True, help="CloudEvent JSON file (structured format), or -")
+    invoke.add_argument("--params", help="ctx.params as a JSON object")
+    invoke.add_argument("--timeout", type=float, default=300.0, help="seconds per attempt (policy.timeout; 300)")
+    invoke.add_argument("--retries", type=int, default=0, help="retries of a TemporaryError (policy.retry.limit; 0)")
+    invoke.add_argument("--config", "-c", default=argparse.SUPPRESS, help="as before the command")
+    invoke.add_argument("--rule", default="functions-invoke", help="rule name the run id is derived from")
+    invoke.add_argument("--json", action="store_true", help="the outcome as JSON")
+
     commands.add_parser("crd", help="print the TriggerRule and ClusterTriggerRule CustomResourceDefinitions "
                         "(YAML) for the installed actions")
 
@@ -162,6 +174,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from router.cli import rules as rule_commands
         sys.stdout.flush()
         return rule_commands.report_problems(rule_commands.check(settings.rules.paths, settings))
+    if args.command == "functions":
+        from router.cli import functions
+        return functions.invoke(args.ref, args.event, args.params, args.json, settings, rule=args.rule,
+                                timeout=args.timeout, retries=args.retries)
     if args.command == "rules":
         from router.cli import rules as rule_commands
         if args.rules_command == "validate":

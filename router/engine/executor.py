@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import os
 import socket
@@ -35,7 +36,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from router import errors
-from router.bus import backoff, consumers, stored
+from router.bus import consumers, stored
 from router.bus.connection import Bus, subject_token
 from router.config import logcontext
 from router.config.settings import Settings
@@ -45,6 +46,7 @@ from router.engine.policy import gate as gate_mod
 from router.engine.policy.store import PolicyStore
 from router.model import events, outcomes, tracecontext
 from router.plugins import actions as plugin_actions
+from router.plugins import attempts
 from router.plugins.catalog import Catalog
 from router.telemetry import metrics, tracing
 
@@ -283,34 +285,19 @@ class Executor:
             params = action.params.model_validate(record.params)
         except ValidationError as exc:
             return outcomes.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
-        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent)
-        attempt = 0
-        while True:
-            attempt += 1
-            retryable = False
-            try:
-                result = await gate_mod.cancellable(asyncio.wait_for(action.run(params, context), record.timeout),
-                                                    cancelled)
-            except errors.RunCancelled as exc:
-                return outcomes.Result("cancel", exc.reason), attempt
-            except asyncio.TimeoutError:
-                result = outcomes.Result("error", f"timed out after {record.timeout:g}s (policy.timeout)",
-                                        severity="high")
-            except errors.TemporaryError as exc:
-                result, retryable = outcomes.Result("error", f"temporary: {exc}"), True
-            except errors.PermanentError as exc:
-                result = outcomes.Result("error", str(exc))
-            except Exception as exc:  # an action bug must end the run, not the executor
-                log.exception("run %s: action %s crashed", record.run_id, record.action)
-                result = outcomes.Result("error", f"action crashed: {exc.__class__.__name__}: {exc}")
-            if not retryable or attempt > record.retry_limit:
-                return result, attempt
-            delay = backoff.delay(attempt, record.retry_backoff, record.retry_max_backoff)
-            log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
-            try:
-                await gate_mod.cancellable(asyncio.sleep(delay), cancelled)
-            except errors.RunCancelled as exc:
-                return outcomes.Result("cancel", exc.reason), attempt
+        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent,
+                                         joined=await self._joined(record), publish=self.bus.publish)
+        return await attempts.attempt(action.run, record.action, params, context, retry_limit=record.retry_limit,
+                                      retry_backoff=record.retry_backoff, retry_max_backoff=record.retry_max_backoff,
+                                      guard=functools.partial(gate_mod.cancellable, cancelled=cancelled))
+
+    async def _joined(self, record: runs.RunRecord) -> dict[str, events.CloudEvent]:
+        """A correlated run's joined events, read back by reference (a summary if no longer stored)."""
+        joined = {}
+        for name, kept in (record.events or {}).items():
+            found = await stored.event(self.bus.js, *kept["ref"]) if kept.get("ref") else None
+            joined[name] = found or events.make({k: kept.get(k) or "unknown" for k in ("id", "source", "type")})
+        return joined
 
     async def _announce(self, record: runs.RunRecord, trigger) -> None:
         """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome."""

@@ -133,7 +133,7 @@ class EventRouter:
                 batch = [self._record(rule, event, where)]
             else:
                 batch = [self._record(rule, event, where, fired.run_id,
-                                      await self.correlator.events(fired, (where, event)))
+                                      await self.correlator.events(fired, (where, event)), fired.events)
                          for fired in await self.correlator.offer(rule, event, where)]
             if batch and admission_mod.Admission.applies(rule):
                 for record in batch:
@@ -163,7 +163,7 @@ class EventRouter:
                       exc.detail)
 
     def _record(self, rule: Rule, event: events.CloudEvent, where: tuple[str, int], run_id: str | None = None,
-                joined: dict | None = None) -> runs.RunRecord:
+                joined: dict | None = None, kept: dict | None = None) -> runs.RunRecord:
         run_id = run_id or runs.run_id(rule.name, event)
         retry = rule.policy.retry
         params, render_error, environment = {}, None, event.source
@@ -173,7 +173,9 @@ class EventRouter:
             environment = rule.environment_for(event)
         except errors.PermanentError as exc:
             render_error = str(exc)
-        summaries = {name: {"id": doc.id, "source": doc.source, "type": doc.type}
+        # With each joined event's reference, so the executor can hand the events to the action.
+        summaries = {name: {"id": doc.id, "source": doc.source, "type": doc.type,
+                            **({"ref": kept[name]["ref"]} if "ref" in (kept or {}).get(name, {}) else {})}
                      for name, doc in joined.items()} if joined else None
         return runs.RunRecord(run_id=run_id, rule=rule.name, params=params, environment=environment,
                               timeout=rule.policy.timeout, retry_limit=retry.limit, retry_backoff=retry.backoff,

@@ -24,7 +24,9 @@ What is here, by use:
   secret and signature checks), :class:`Bus` (what a background source publishes with), :mod:`kv`
   (durable state in a JetStream key-value bucket);
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
-  :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents);
+  :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents), :mod:`attempts` (an
+  action attempted as the executor does: timeout, retries, outcome mapping), :mod:`functions` (the
+  API in-process functions are written against, for the ``function`` action);
 - reporters: :func:`reporter`, :func:`commit_finder` (the commit of an event that names none), :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
   :mod:`ratelimits` (how long a 429, a 403 rate limit or ``Retry-After`` asks to wait),
   :mod:`http_binding` (``to_binary``: an event as a binary-mode HTTP request);
@@ -36,7 +38,7 @@ What is here, by use:
   ``Duration`` for settings.
 """
 
-from router import errors
+from router import errors, functions
 from router.bus import kv
 from router.bus.connection import Bus
 from router.config.base import Duration, Section, parse_duration
@@ -44,7 +46,7 @@ from router.config.settings import Settings
 from router.model import artifacts, cdevents, commits, event_types, events, references
 from router.model.bindings import http as http_binding
 from router.model.events import CloudEvent
-from router.plugins import actions, auth, ratelimits, reporters
+from router.plugins import actions, attempts, auth, ratelimits, reporters
 from router.plugins.actions import Context, Params, Result
 from router.plugins.catalog import (action, background_source, commit_finder, on_settings, on_shutdown, reporter, rule_source,
                                    settings_section, webhook_source)
@@ -58,7 +60,7 @@ __all__ = [
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions
-    "Context", "Params", "Result", "actions", "templates",
+    "Context", "Params", "Result", "actions", "attempts", "functions", "templates",
     # reporters
     "http_binding", "ratelimits", "reporters",
     # observability

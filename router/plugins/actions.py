@@ -9,7 +9,8 @@ the run with outcome ``error``; a verification that ran and found a problem retu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,4 +36,12 @@ class Context:
     traceparent: str | None = None
     """The run's W3C trace context (a span of the trigger's trace): send it on with the action's
     requests (``traceparent`` header), Jobs (annotation, ``TRACEPARENT``), so the trace continues."""
+    attempt: int = 1
+    """Which attempt this is under ``policy.retry``, from 1."""
+    deadline: float | None = None
+    """``time.monotonic()`` at which this attempt is cancelled; ``None``: ``timeout`` from now."""
+    joined: Mapping[str, CloudEvent] = field(default_factory=dict)
+    """A correlated run's joined events by requirement name (fetched from the events stream)."""
+    publish: Callable[[CloudEvent], Awaitable[Any]] | None = None
+    """Publishes a follow-up event on the events stream (``None`` where there is no bus)."""
 

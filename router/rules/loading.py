@@ -206,9 +206,12 @@ def _validated(model: type[BaseModel], raw: Any, path: str) -> None:
 
 
 def parameter_errors(model: type[BaseModel], raw: Any, path: str) -> list[errors.RuleError]:
-    """Every error of parameters as written against a plug-in's model, each at its field."""
+    """Every error of parameters as written against a plug-in's model, each at its field.
+
+    The validation context ``{"loading": True}`` tells a model this is a rule load: the ``function``
+    action re-imports a changed module then, and only then (not when each run is validated)."""
     try:
-        model.model_validate(raw)
+        model.model_validate(raw, context={"loading": True})
     except ValidationError as exc:
         return [errors.RuleError(describe(error), field=f"{path}.{field_path(error['loc'])}".rstrip("."))
                 for error in exc.errors()]

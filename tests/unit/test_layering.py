@@ -20,6 +20,7 @@ LAYERS = {
     "errors": 0,
     "config": 1,
     "telemetry": 3,
+    "functions": 3,
     "model": 2,
     "bus": 3,
     "rules": 4,
