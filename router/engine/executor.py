@@ -283,11 +283,12 @@ class Executor:
             params = action.params.model_validate(record.params)
         except ValidationError as exc:
             return outcomes.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
-        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent)
+        context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent,
+                                         publish=self.bus.publish)
         attempt = 0
         while True:
             attempt += 1
-            retryable = False
+            retryable, asked = False, None
             try:
                 result = await gate_mod.cancellable(asyncio.wait_for(action.run(params, context), record.timeout),
                                                     cancelled)
@@ -296,8 +297,8 @@ class Executor:
             except asyncio.TimeoutError:
                 result = outcomes.Result("error", f"timed out after {record.timeout:g}s (policy.timeout)",
                                         severity="high")
-            except errors.TemporaryError as exc:
-                result, retryable = outcomes.Result("error", f"temporary: {exc}"), True
+            except errors.TemporaryError as exc:  # ``delay``: what the other side asked for (Retry-After)
+                result, retryable, asked = outcomes.Result("error", f"temporary: {exc}"), True, exc.delay
             except errors.PermanentError as exc:
                 result = outcomes.Result("error", str(exc))
             except Exception as exc:  # an action bug must end the run, not the executor
@@ -305,7 +306,7 @@ class Executor:
                 result = outcomes.Result("error", f"action crashed: {exc.__class__.__name__}: {exc}")
             if not retryable or attempt > record.retry_limit:
                 return result, attempt
-            delay = backoff.delay(attempt, record.retry_backoff, record.retry_max_backoff)
+            delay = backoff.delay(attempt, record.retry_backoff, record.retry_max_backoff) if asked is None else asked
             log.info("run %s attempt %d: %s; retrying in %.1fs", record.run_id, attempt, result.reason, delay)
             try:
                 await gate_mod.cancellable(asyncio.sleep(delay), cancelled)
