@@ -95,10 +95,13 @@ def shown(url: str) -> str:
 
 
 def _excerpt(body: bytes, secrets: Mapping[str, str]) -> str:
-    text = body[:EXCERPT_BYTES].decode("utf-8", "replace")
+    """The start of a body for a reason; secrets are cut out before it is cut short, so no prefix
+    of one survives at the cut."""
+    text = body.decode("utf-8", "replace")
     for value in secrets.values():
         text = text.replace(value, "[redacted]")
-    return text.strip() + ("…" if len(body) > EXCERPT_BYTES else "")
+    cut = text.encode()[:EXCERPT_BYTES].decode("utf-8", "ignore")
+    return cut.strip() + ("…" if len(cut) < len(text) else "")
 
 
 def _retry_delay(status: int, headers: Mapping[str, str], body: str) -> float | None:
@@ -120,8 +123,9 @@ async def _post(url: str, headers: dict[str, str], body: bytes, timeout: float
                         answer.headers.get("Content-Type"), data)
     except asyncio.TimeoutError as exc:
         raise errors.TemporaryError(f"{shown(url)}: no answer within {timeout:g}s") from exc
-    except aiohttp.ClientError as exc:
-        raise errors.TemporaryError(f"{shown(url)}: {exc.__class__.__name__}: {exc}".rstrip(": ")) from exc
+    except aiohttp.ClientError as exc:  # some name the URL, query (a key) and all: shown without it
+        what = str(exc).replace(url, shown(url))
+        raise errors.TemporaryError(f"{shown(url)}: {exc.__class__.__name__}: {what}".rstrip(": ")) from exc
 
 
 async def _publish(reply: plugins.CloudEvent, context: actions.Context) -> str:

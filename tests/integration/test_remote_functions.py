@@ -39,12 +39,14 @@ class Function:
         self.requests: list[dict] = []
         self.answers: list = [web.Response(status=200)]
         self.url = ""
+        self.released = asyncio.Event()
+        """Set at teardown: a hanging answer stops hanging, so the server can stop at once."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append({"headers": dict(request.headers), "body": await request.read(), "at": time.monotonic()})
         answer = self.answers[min(len(self.requests) - 1, len(self.answers) - 1)]
         if answer == "hang":
-            await asyncio.sleep(30)
+            await asyncio.wait_for(self.released.wait(), 30)
         return answer() if callable(answer) else answer
 
 
@@ -59,6 +61,7 @@ async def function():
     await site.start()
     fn.url = f"http://127.0.0.1:{runner.addresses[0][1]}/fn"
     yield fn
+    fn.released.set()
     await runner.cleanup()
 
 
@@ -224,3 +227,39 @@ async def test_a_reply_of_the_triggers_own_type_is_not_published(edge, function)
     result = await cloudevent.call(params, context(publish=edge.bus.publish))
     assert result.checks[0]["reply"]["publish"].startswith("not published: it has the triggering event's type")
     assert [e for e in await edge.stored() if e.source == "/fn"] == []
+
+
+CHAIN_RULES = """
+kind: TriggerRule
+metadata: {{name: fn-first}}
+spec:
+  filters: [{{exact: {{type: dev.example.deployed}}}}]
+  action:
+    cloudevent: {{url: "{url}", publishReply: true}}
+---
+kind: TriggerRule
+metadata: {{name: fn-second}}
+spec:
+  filters: [{{exact: {{type: %s}}}}]
+  action:
+    cloudevent: {{url: "{url}"}}
+""" % REPLY_TYPE
+
+
+async def test_functions_chain_through_the_executor(edge, tmp_path, function):
+    function.answers = [lambda: structured_reply({"outcome": "success", "reason": "first done"}),
+                        lambda: web.Response(status=204)]
+    tasks = await start_routing(edge, tmp_path, CHAIN_RULES.format(url=function.url))
+    try:
+        await edge.bus.publish(deployed("d-chain"))
+        found = await outcomes_for(edge, 6)
+    finally:
+        await stop(tasks)
+    finished = {f["customData"]["rule"]: f for f in found if f["context"]["type"].split(".")[3] == "finished"}
+    assert {rule: f["subject"]["content"]["outcome"] for rule, f in finished.items()} == {
+        "fn-first": "success", "fn-second": "success"}
+    first_run = runs.run_id("fn-first", deployed("d-chain"))
+    assert finished["fn-first"]["customData"]["checks"][0]["reply"]["publish"] == "published"
+    assert [r["headers"]["ce-type"] for r in function.requests] == ["dev.example.deployed", REPLY_TYPE]
+    assert function.requests[1]["headers"]["ce-id"] == replies.derived_id(first_run)
+    assert len([e for e in await edge.stored() if e.type == REPLY_TYPE]) == 1

@@ -75,3 +75,10 @@ def test_an_empty_or_multi_line_secret_file_is_refused_without_its_content(tmp_p
         cloudevent._secret_headers({"Authorization": str(tmp_path / "s")})
     assert "is empty or holds more than one line" in str(refused.value)
     assert "a\nb" not in str(refused.value)
+
+
+def test_a_secret_echoed_across_the_excerpts_end_leaves_no_prefix():
+    secret = "Bearer 0123456789abcdef"
+    body = ("x" * 500 + secret + " and more").encode()
+    excerpt = cloudevent._excerpt(body, {"Authorization": secret})
+    assert excerpt.startswith("x" * 500 + "[redac") and "Bearer" not in excerpt and excerpt.endswith("…")
