@@ -111,6 +111,17 @@ def _retry_delay(status: int, headers: Mapping[str, str], body: str) -> float | 
     return asked
 
 
+async def _read(content: aiohttp.StreamReader) -> bytes:
+    """The body up to one byte past ``REPLY_LIMIT`` (``read(n)`` returns what one chunk brought)."""
+    chunks, size = [], 0
+    async for chunk in content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > REPLY_LIMIT:
+            break
+    return b"".join(chunks)
+
+
 async def _post(url: str, headers: dict[str, str], body: bytes, timeout: float
                 ) -> tuple[int, dict[str, str], list[tuple[str, str]], str | None, bytes]:
     """(status, headers, header list, content type, body); ``TemporaryError`` when no answer came."""
@@ -118,7 +129,7 @@ async def _post(url: str, headers: dict[str, str], body: bytes, timeout: float
         async with aiohttp.ClientSession() as session:
             async with session.post(url, data=body, headers=headers, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
-                data = await answer.content.read(REPLY_LIMIT + 1)
+                data = await _read(answer.content)
                 return (answer.status, dict(answer.headers), list(answer.headers.items()),
                         answer.headers.get("Content-Type"), data)
     except asyncio.TimeoutError as exc:
@@ -162,8 +173,8 @@ async def call(params: CloudEventFunction, context: actions.Context) -> actions.
     if not 200 <= status < 300:
         reason = f"{shown(params.url)} answered HTTP {status}: {_excerpt(data, secrets) or '(no body)'}"
         return actions.Result("failure", reason, [{**check, "passed": False}], severity="high")
-    if len(data) > REPLY_LIMIT:
-        raise errors.PermanentError(f"{shown(params.url)}: the reply is longer than {REPLY_LIMIT} bytes")
+    if len(data) > REPLY_LIMIT and replies.carries_event(content_type, header_list):
+        raise errors.PermanentError(f"{shown(params.url)}: the reply event is longer than {REPLY_LIMIT} bytes")
     reply = replies.reply_event(content_type, header_list, data, run_id=context.run_id, rule=context.rule)
     if reply is None:
         return actions.Result("success", f"{shown(params.url)} took the event (HTTP {status}, no reply event)",

@@ -51,6 +51,14 @@ def derived_id(run_id: str) -> str:
     return cdevents.deterministic_id("function-reply", run_id)
 
 
+def carries_event(content_type: str | None, headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether an answer says it is a CloudEvent: a ``ce-specversion`` header (binary mode) or an
+    ``application/cloudevents`` media type (structured mode, batch)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media.startswith(http_binding.STRUCTURED_PREFIX) or any(
+        name.lower() == "ce-specversion" for name, _ in headers)
+
+
 def reply_event(content_type: str | None, headers: Iterable[tuple[str, str]], body: bytes, *, run_id: str,
                 rule: str) -> events.CloudEvent | None:
     """The reply CloudEvent of a 2xx answer, or None when the answer carries none.
@@ -58,10 +66,10 @@ def reply_event(content_type: str | None, headers: Iterable[tuple[str, str]], bo
     ``errors.PermanentError`` when it claims to be one and is not valid."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     headers = list(headers)
+    if not carries_event(content_type, headers):
+        return None
     binary = any(name.lower() == "ce-specversion" for name, _ in headers)
     structured = media.startswith(http_binding.STRUCTURED_PREFIX)
-    if not binary and not structured:
-        return None
     defaults = {"id": derived_id(run_id), "source": REPLY_SOURCE.format(rule=rule)}
     try:
         if structured and media == http_binding.STRUCTURED_JSON:

@@ -263,3 +263,22 @@ async def test_functions_chain_through_the_executor(edge, tmp_path, function):
     assert [r["headers"]["ce-type"] for r in function.requests] == ["dev.example.deployed", REPLY_TYPE]
     assert function.requests[1]["headers"]["ce-id"] == replies.derived_id(first_run)
     assert len([e for e in await edge.stored() if e.type == REPLY_TYPE]) == 1
+
+
+async def test_a_long_reply_event_is_an_error_and_a_long_plain_body_is_not(function):
+    long = b"x" * (cloudevent.REPLY_LIMIT + 10)
+    params = cloudevent.CloudEventFunction.model_validate({"url": function.url})
+    function.answers = [lambda: web.Response(status=200, body=long, headers={"ce-specversion": "1.0",
+                                                                             "ce-type": REPLY_TYPE})]
+    with pytest.raises(errors.PermanentError, match="the reply event is longer than 1048576 bytes"):
+        await cloudevent.call(params, context())
+    function.answers = [lambda: web.Response(status=200, body=long, content_type="text/plain")]
+    assert (await cloudevent.call(params, context())).outcome == "success"
+
+
+async def test_a_reply_of_many_chunks_is_read_whole(function):
+    reason = "r" * 300_000  # several of the server's writes, several of the client's chunks
+    function.answers = [lambda: binary_reply({"outcome": "failure", "reason": reason}, id="big", source="/fn")]
+    params = cloudevent.CloudEventFunction.model_validate({"url": function.url})
+    result = await cloudevent.call(params, context())
+    assert (result.outcome, result.reason) == ("failure", reason)
