@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Mapping
 
 import yaml
 from pydantic import AfterValidator, Field, model_validator
@@ -44,6 +44,8 @@ class ConfigMapTemplate(actions.Params):
 
 
 class KubernetesJob(actions.Params):
+    cluster_only: ClassVar[Mapping[str, str]] = {"jobFile": "it reads files on the router's host"}
+
     namespace: str
     job: dict[str, Any] | None = None
     """Inline batch/v1 Job manifest (templated by the rule like every parameter)."""

@@ -13,7 +13,7 @@ replaced in one step when any changes. Names are ``<namespace>/<name>`` for a Tr
   ``kubernetesJob`` and ``rolloutCheck``, and every ``namespace`` its parameters name (the
   action's, a Job manifest's, a ConfigMap reference's), rendered or not, must be its own; nor may
   it set the parameters an action marks ``cluster_only`` (``cloudevent``'s ``headersFrom`` and
-  ``publishReply``). Acting elsewhere (or running ``exec`` on the router's host) takes a
+  ``publishReply``, ``kubernetesJob``'s ``jobFile``). Acting elsewhere (or running ``exec`` on the router's host) takes a
   ClusterTriggerRule, which only cluster admins can create.
 - **Status** is written by one replica only, the holder of the ``trigger-router-triggerrules``
   Lease (``kubernetes.leader_election``): ``observedGeneration``, the ``Accepted`` condition, and
