@@ -8,6 +8,11 @@ before any Job exists: running the tag unpinned would test whatever it points to
 then follows the Job with a watch until it is Complete or Failed, and reports its conditions, each
 pod's exit codes and a bounded tail of their logs.
 
+With ``eventFile: true`` the Job is a function (``handlers.kubernetes.eventfile``): the event is
+mounted into its pods from a ConfigMap the Job owns, and the checks its containers write to their
+termination message are merged into the outcome (they are read whether or not ``eventFile`` is
+set: a Job that writes none reports as before).
+
 A run whose task is cancelled (policy ``replace``, shutdown, ``policy.timeout``) deletes its Job
 with background propagation, so a superseded test stops using the cluster: ``delete_job`` is that
 path, public for the run-policy code.
@@ -18,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Mapping
 
 import yaml
 from pydantic import AfterValidator, Field, model_validator
 
 from handlers.kubernetes import client as kube
-from handlers.kubernetes import jobs
+from handlers.kubernetes import eventfile, jobs
 from router import plugins
 from router.plugins import actions, errors, references, templates
 
@@ -39,6 +44,8 @@ class ConfigMapTemplate(actions.Params):
 
 
 class KubernetesJob(actions.Params):
+    cluster_only: ClassVar[Mapping[str, str]] = {"jobFile": "it reads files on the router's host"}
+
     namespace: str
     job: dict[str, Any] | None = None
     """Inline batch/v1 Job manifest (templated by the rule like every parameter)."""
@@ -60,6 +67,10 @@ class KubernetesJob(actions.Params):
     """Accept containers without resource requests and limits."""
     log_tail_lines: int = Field(50, alias="logTailLines", ge=0, le=1000)
     log_tail_bytes: int = Field(8192, alias="logTailBytes", ge=0, le=1024 * 1024)
+    event_file: bool = Field(False, alias="eventFile")
+    """Mount the triggering event (structured JSON) at ``/etc/trigger-router/event.json`` in every
+    container, from a ConfigMap owned by the Job, and set ``TRIGGER_ROUTER_RUN_ID`` and
+    ``TRIGGER_ROUTER_EVENT_ID``."""
 
     @model_validator(mode="after")
     def _one_template(self) -> "KubernetesJob":
@@ -154,6 +165,25 @@ async def _create(client: kube.Client, manifest: dict[str, Any], run_id: str) ->
     return existing
 
 
+async def _create_event_file(client: kube.Client, job: dict[str, Any], text: str) -> None:
+    """The event's ConfigMap, owned by ``job``; one already made for this Job (a redelivery) is fine."""
+    manifest = eventfile.config_map(job, text, {jobs.LABEL_RUN: job["metadata"]["labels"][jobs.LABEL_RUN]})
+    namespace, name = job["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        await client.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=manifest)
+        return
+    except errors.KubernetesRefused as exc:
+        if exc.status != 409:
+            raise
+    existing = await client.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+    owners = [ref.get("uid") for ref in existing["metadata"].get("ownerReferences") or []]
+    if job["metadata"]["uid"] not in owners:
+        # An earlier Job of this name (the same run, carried out after its Job was deleted) still
+        # has its ConfigMap until the garbage collector takes it: try again shortly.
+        raise errors.TemporaryError(f"ConfigMap {namespace}/{name} still belongs to an earlier Job "
+                                    f"{job['metadata']['name']}")
+
+
 def _finished(job: dict[str, Any]) -> str | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
@@ -172,7 +202,8 @@ async def _pods(client: kube.Client, job: dict[str, Any], params: KubernetesJob)
             terminated = (status.get("state") or {}).get("terminated") or \
                 (status.get("lastState") or {}).get("terminated") or {}
             containers.append({"name": status["name"], "exitCode": terminated.get("exitCode"),
-                               "reason": terminated.get("reason"), "imageID": status.get("imageID")})
+                               "reason": terminated.get("reason"), "imageID": status.get("imageID"),
+                               **eventfile.report(terminated.get("message"))})
             if params.log_tail_lines:
                 containers[-1]["logs"] = await _logs(client, namespace, pod["metadata"]["name"], status["name"], params)
         pods.append({"name": pod["metadata"]["name"], "phase": (pod.get("status") or {}).get("phase"),
@@ -216,12 +247,26 @@ async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Re
     except ValueError as exc:
         raise errors.PermanentError(str(exc)) from exc
     name = manifest["metadata"]["name"]
+    event_file = None
+    if params.event_file:
+        try:
+            event_file = eventfile.document(context.event)
+            eventfile.mount(manifest, run_id=context.run_id, event_id=context.event.id)
+        except ValueError as exc:
+            raise errors.PermanentError(f"{exc}; no Job created") from exc
     try:
         created = await _create(client, manifest, context.run_id)
     except asyncio.CancelledError:
         # Cancelled while the POST was in flight: the Job may exist though no answer came back.
         await asyncio.shield(_delete_if_ours(client, params.namespace, name, context.run_id))
         raise
+    if event_file is not None:
+        try:
+            await _create_event_file(client, created, event_file)
+        except BaseException:
+            # Without its ConfigMap the pod would wait in ContainerCreating until someone looks.
+            await asyncio.shield(delete_job(params.namespace, name))
+            raise
     try:
         job = await client.wait_for(jobs_path(params.namespace), name, _finished, max(context.timeout - 2, 1))
     except asyncio.TimeoutError:
@@ -232,15 +277,18 @@ async def run_job(params: KubernetesJob, context: actions.Context) -> actions.Re
         await asyncio.shield(delete_job(params.namespace, name))
         raise
     pods = await _pods(client, job, params)
+    reported, said = eventfile.merged(pods)
     ended = _finished(job)
     check = _check(job, pods, ended == "Complete")
     if ended == "Complete":
-        return actions.Result("success", f"Job {params.namespace}/{name} complete", [check])
+        return actions.Result("success", f"Job {params.namespace}/{name} complete" + (f": {said}" if said else ""),
+                              [check, *reported])
     condition = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
     exits = ", ".join(f"{p['name']}/{c['name']}={c['exitCode']}" for p in pods for c in p["containers"]
                       if c["exitCode"] is not None)
     reason = f"Job {params.namespace}/{name} failed: {condition.get('reason')}: {condition.get('message', '')}"
-    return actions.Result("failure", reason + (f" (exit codes {exits})" if exits else ""), [check], severity="high")
+    reason += (f" (exit codes {exits})" if exits else "") + (f": {said}" if said else "")
+    return actions.Result("failure", reason, [check, *reported], severity="high")
 
 
 def _check(job: dict[str, Any], pods: list[dict[str, Any]], passed: bool) -> dict[str, Any]:

@@ -5,12 +5,17 @@ An action is an async function ``run(params, context) -> Result`` registered wit
 load (with templates still unrendered) and again after rendering for each run. Raising
 ``errors.TemporaryError`` asks for a retry under the rule's policy; ``errors.PermanentError`` ends
 the run with outcome ``error``; a verification that ran and found a problem returns ``failure``.
+
+``Context.publish`` is the one way an action puts an event on the events stream (the
+``cloudevent`` action's ``publishReply``, so functions can chain): the event is deduplicated by
+its (source, id) like every publish, so an action that derives the id from the run id publishes
+once however often the run is carried out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +29,11 @@ class Params(BaseModel):
     """Base of every action's parameter model: unknown keys are errors, camelCase as written."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    cluster_only: ClassVar[Mapping[str, str]] = {}
+    """Parameters (as written, camelCase) a namespaced TriggerRule may not set, each with why: they
+    reach beyond the namespace (a router-local file, the router's own event stream). Refused at
+    rule load (``rules.loading``); a ClusterTriggerRule or a rule file may set them."""
 
 
 @dataclass(frozen=True)
@@ -43,5 +53,7 @@ class Context:
     joined: Mapping[str, CloudEvent] = field(default_factory=dict)
     """A correlated run's joined events by requirement name (fetched from the events stream)."""
     publish: Callable[[CloudEvent], Awaitable[Any]] | None = None
-    """Publishes a follow-up event on the events stream (``None`` where there is no bus)."""
-
+    """Publish an event to the events stream (deduplicated by its source and id), or None where
+    the action runs without a bus (``rules test``, unit tests). Raises ``errors.IngestError``
+    (``BusUnavailable`` while JetStream cannot store, ``BadRequest``/``PayloadTooLarge`` for an
+    event that can never be stored)."""

@@ -7,7 +7,8 @@ mapping, not a copy per caller. What only the executor has comes in as arguments
 each attempt and each pause between attempts (the executor's cancels them when a newer run replaces
 this one, raising ``errors.RunCancelled``).
 
-- a returned ``Result`` is the outcome; ``errors.TemporaryError`` is retried after a backoff
+- a returned ``Result`` is the outcome; ``errors.TemporaryError`` is retried after its ``delay`` (a
+  server's ``Retry-After``) or else a backoff
   (``bus.backoff``, full jitter) until ``retry_limit`` retries are used;
 - ``errors.PermanentError``: ``error`` with its message; past ``timeout``: the attempt's task is
   cancelled and the run ends ``error``; any other exception: ``error`` naming its type (a bug in an
@@ -47,7 +48,7 @@ async def attempt(run: ActionRun, name: str, params: BaseModel, context: actions
     number = 0
     while True:
         number += 1
-        retryable = False
+        retryable, asked = False, None
         current = dataclasses.replace(context, attempt=number, deadline=time.monotonic() + timeout)
         try:
             result = await guard(asyncio.wait_for(run(params, current), timeout))
@@ -55,8 +56,8 @@ async def attempt(run: ActionRun, name: str, params: BaseModel, context: actions
             return outcomes.Result("cancel", exc.reason), number
         except asyncio.TimeoutError:
             result = outcomes.Result("error", f"timed out after {timeout:g}s (policy.timeout)", severity="high")
-        except errors.TemporaryError as exc:
-            result, retryable = outcomes.Result("error", f"temporary: {exc}"), True
+        except errors.TemporaryError as exc:  # ``delay``: what the other side asked for (Retry-After)
+            result, retryable, asked = outcomes.Result("error", f"temporary: {exc}"), True, exc.delay
         except errors.PermanentError as exc:
             result = outcomes.Result("error", str(exc))
         except Exception as exc:  # an action bug must end the run, not the executor
@@ -64,7 +65,7 @@ async def attempt(run: ActionRun, name: str, params: BaseModel, context: actions
             result = outcomes.Result("error", f"action crashed: {exc.__class__.__name__}: {exc}")
         if not retryable or number > retry_limit:
             return result, number
-        delay = backoff.delay(number, retry_backoff, retry_max_backoff)
+        delay = backoff.delay(number, retry_backoff, retry_max_backoff) if asked is None else asked
         log.info("run %s attempt %d: %s; retrying in %.1fs", context.run_id, number, result.reason, delay)
         try:
             await guard(asyncio.sleep(delay))

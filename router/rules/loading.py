@@ -125,6 +125,21 @@ def confine(params: Any, namespace: str, path: str, *, templated_ok: bool = Fals
     return None
 
 
+def cluster_only(model: type[BaseModel], params: Any, namespace: str, path: str) -> str | None:
+    """Why a namespaced rule may not set one of ``params``, or None: the action's model names the
+    parameters that reach beyond a namespace (``Params.cluster_only``: a router-local file the
+    tenant could read through it, the router's event stream it could write to) and why."""
+    forbidden: Mapping[str, str] = getattr(model, "cluster_only", {})
+    if not isinstance(params, dict):
+        return None
+    for key, why in forbidden.items():
+        spellings = [key, *(name for name, field in model.model_fields.items() if field.alias == key)]
+        if any(params.get(spelling) not in (None, False, {}, [], "") for spelling in spellings):
+            return (f"{path}.{key}: a TriggerRule in namespace {namespace!r} may not set {key} ({why}); "
+                    "a ClusterTriggerRule may")
+    return None
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = field_path(first["loc"])
@@ -178,7 +193,8 @@ def compile_document(doc: Any, file: str, index: int, actions: Mapping[str, Acti
             if namespaced_actions is not None and action.name not in namespaced_actions:
                 raise errors.RuleError(f"a namespaced TriggerRule may use {', '.join(sorted(namespaced_actions))}, "
                                        f"not {action.name} (a ClusterTriggerRule may)", field=params_path)
-            problem = confine(raw_params, namespace, params_path, templated_ok=True)
+            problem = confine(raw_params, namespace, params_path, templated_ok=True) or \
+                cluster_only(action.params, raw_params, namespace, params_path)
             if problem:
                 where, _, message = problem.partition(": ")
                 raise errors.RuleError(message, field=where)

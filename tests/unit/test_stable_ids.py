@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.actions import replies
 from handlers.sources.kubernetes import emit, state
 from handlers.sources.registries import digests
 from handlers.sources.kubernetes.transitions import Transition
@@ -92,6 +93,12 @@ def test_kubernetes_event_id_and_watch_key():
         "325a7528-d263-5046-9ce9-c4fbad16ef6f"
     assert state.key("prod", "apps", "v1", "Deployment", "shop", "team=web") == \
         "prod.apps.v1.Deployment.shop.4263e1e0eba9"
+
+
+def test_derived_id_of_a_function_reply():
+    # computed when publishReply was added: a reply without an id is the same event for every
+    # execution of the run, so JetStream drops the second publish
+    assert replies.derived_id(RUN) == "dbada252-4ae0-5dae-a444-835eab273295"
 
 
 DELIVERY = "11111111-2222-3333-4444-555555555555"

@@ -9,10 +9,12 @@ replaced in one step when any changes. Names are ``<namespace>/<name>`` for a Tr
 - **Invalid CRs** never disturb the others: the CR gets ``Accepted=False`` with the message
   ``rules validate`` would print (``TriggerRule <ns>/<name>: rule ..., field ...: ...``), and the
   rest keep routing. Deleting a CR removes its rule.
-- **Tenancy**: a namespaced TriggerRule may use only ``httpProbe``, ``kubernetesJob`` and
-  ``rolloutCheck``, and every ``namespace`` its parameters name (the action's, a Job manifest's,
-  a ConfigMap reference's), rendered or not, must be its own; acting elsewhere (or running
-  ``exec`` on the router's host) takes a ClusterTriggerRule, which only cluster admins can create.
+- **Tenancy**: a namespaced TriggerRule may use only ``cloudevent``, ``httpProbe``,
+  ``kubernetesJob`` and ``rolloutCheck``, and every ``namespace`` its parameters name (the
+  action's, a Job manifest's, a ConfigMap reference's), rendered or not, must be its own; nor may
+  it set the parameters an action marks ``cluster_only`` (``cloudevent``'s ``headersFrom`` and
+  ``publishReply``, ``kubernetesJob``'s ``jobFile``). Acting elsewhere (or running ``exec`` on the router's host) takes a
+  ClusterTriggerRule, which only cluster admins can create.
 - **Status** is written by one replica only, the holder of the ``trigger-router-triggerrules``
   Lease (``kubernetes.leader_election``): ``observedGeneration``, the ``Accepted`` condition, and
   ``lastRun`` (run id, time, outcome, reason) from the ``finished`` outcomes of the CR's rule, at
@@ -37,7 +39,7 @@ from router.plugins import Settings, errors
 log = logging.getLogger(__name__)
 
 GROUP, VERSION = "trigger-router.dev", "v1alpha1"
-NAMESPACED_ACTIONS = frozenset({"httpProbe", "kubernetesJob", "rolloutCheck"})
+NAMESPACED_ACTIONS = frozenset({"cloudevent", "httpProbe", "kubernetesJob", "rolloutCheck"})
 CLUSTER_PREFIX = "_cluster/"
 
 

@@ -67,7 +67,9 @@ async def test_router_works_with_least_privilege(edge, tmp_path, kube_cluster, k
 
         trigger = events.make({"id": "rbac", "source": "/tests", "type": "dev.example"}, {})
         context = actions.Context("d" * 32, "rbac", trigger, 30.0)
-        job = kubernetes_job.KubernetesJob.model_validate({"namespace": namespace, "digest": DIGEST, "job": {
+        # eventFile: the Job's ConfigMap is created too (configmaps create in job namespaces)
+        job = kubernetes_job.KubernetesJob.model_validate({
+            "namespace": namespace, "digest": DIGEST, "eventFile": True, "job": {
             "spec": {"template": {"spec": {"containers": [{"name": "smoke", "image": "registry.invalid/smoke:1",
                                                            "resources": {"requests": {"cpu": "10m"},
                                                                          "limits": {"cpu": "100m"}}}]}}}}})
@@ -89,7 +91,9 @@ async def test_router_works_with_least_privilege(edge, tmp_path, kube_cluster, k
         forbidden = [("GET", f"/api/v1/namespaces/{namespace}/secrets/db", None),
                      ("GET", "/api/v1/secrets", None),
                      ("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/web", {"spec": {"replicas": 0}}),
-                     ("POST", "/apis/batch/v1/namespaces/default/jobs", job.job)]
+                     ("POST", "/apis/batch/v1/namespaces/default/jobs", job.job),
+                     ("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "x"}}),
+                     ("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/tr-job-dddddddddddd-event", None)]
         for method, path, body in forbidden:
             with pytest.raises(errors.KubernetesRefused) as refused:
                 await router.request(method, path, body=body, content_type="application/merge-patch+json"

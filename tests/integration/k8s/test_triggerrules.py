@@ -125,8 +125,14 @@ async def test_triggerrules_fire_report_and_stay_in_their_namespace(tmp_path, na
         shell = probe_rule("shell", "com.example.shell", "http://x")
         shell["spec"]["action"] = {"exec": {"command": ["id"]}}
         await kube_client.request("POST", rules_path, body=shell)
+        stolen = probe_rule("stolen", "com.example.stolen", "http://x")  # the router's own token, sent anywhere
+        stolen["spec"]["action"] = {"cloudevent": {"url": "http://x", "headersFrom": {
+            "Authorization": "/var/run/secrets/kubernetes.io/serviceaccount/token"}}}
+        await kube_client.request("POST", rules_path, body=stolen)
         for name, words in (("fixed-elsewhere", "acts only there, not in 'default'"),
-                            ("shell", "may use httpProbe, kubernetesJob, rolloutCheck, not exec")):
+                            ("shell", "may use cloudevent, httpProbe, kubernetesJob, rolloutCheck, not exec"),
+                            ("stolen", "field spec.action.cloudevent.headersFrom: a TriggerRule in namespace "
+                                       f"'{namespace}' may not set headersFrom (it reads files on the router's host)")):
             condition = await routers.until(lambda n=name: accepted(kube_client, namespace, n), 60, f"Accepted on {name}", log)
             assert condition["status"] == "False" and words in condition["message"], condition
         condition = await routers.until(lambda: accepted(kube_client, namespace, "elsewhere"), 60, "Accepted on elsewhere", log)
