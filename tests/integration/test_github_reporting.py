@@ -26,7 +26,7 @@ from router.config import settings as settings_mod
 from router.engine import queries, runs
 from router.model import events
 from tests.conftest import SHARED
-from tests.support import routers
+from tests.support import httpserver, routers
 from tests.support.github_api import GithubApi, generate_key
 
 WORKFLOW_RUN = SHARED / "fixtures" / "github" / "workflow_run" / "completed.payload.json"
@@ -66,12 +66,8 @@ async def target():
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/broken", broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}"
 
 
 @pytest.fixture

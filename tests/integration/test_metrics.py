@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support import routers
+from tests.support import httpserver, routers
 from tests.support.registryserver import free_port
 
 PASSING, FAILING = 4, 2
@@ -69,11 +69,8 @@ async def service():
 
     app = web.Application()
     app.router.add_get("/{state}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}"
 
 
 async def query(base: str, promql: str) -> list[dict]:

@@ -18,7 +18,7 @@ from router.plugins import catalog
 from router.rules import loading as rules
 from router.rules.matching import Matcher
 from tests.integration.test_webhooks import post_github
-from tests.support import cdevents_schema
+from tests.support import cdevents_schema, httpserver
 
 PUSH = "com.github.push"
 
@@ -35,12 +35,8 @@ async def target():
     app = web.Application()
     app.router.add_get("/healthy", healthy)
     app.router.add_get("/broken", broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}"
 
 
 async def start_routing(edge, tmp_path, rule_yaml: str):

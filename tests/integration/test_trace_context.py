@@ -21,7 +21,7 @@ from router.model import tracecontext
 from router.model.bindings import nats as nats_binding
 from tests.integration.conftest import GITHUB_SECRET, github_signature
 from tests.integration.test_webhooks import GITHUB
-from tests.support import routers
+from tests.support import httpserver, routers
 from tests.support.registryserver import free_port
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -40,11 +40,8 @@ async def service():
 
     app = web.Application()
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}", seen
 
 
 async def stored(nats_url: str, stream: str, count: int) -> list:
@@ -130,11 +127,8 @@ async def collector():
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/traces", spans
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}/v1/traces", spans
 
 
 async def test_with_an_otlp_endpoint_each_run_is_a_span_under_the_triggers(nats_server, service, collector, tmp_path):

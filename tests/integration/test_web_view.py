@@ -29,7 +29,7 @@ from aiohttp import web
 from router.engine import runs
 from router.model import events
 from tests.integration.conftest import make_settings, serve_edge
-from tests.support import routers
+from tests.support import httpserver, routers
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 USER, PASSWORD, TOKEN = "ops", "correct horse", "web-token-1"
@@ -88,12 +88,8 @@ async def target():
     app.router.add_get("/healthy", healthy)
     app.router.add_get("/broken", broken)
     app.router.add_post("/sink", sink)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", received
-    await runner.cleanup()
+    async with httpserver.serving(app) as url:
+        yield f"{url}", received
 
 
 RULES = """\
