@@ -214,7 +214,7 @@ async def test_serve_as_in_a_pod(nats_server, tmp_path, kube_cluster, kube_clien
     assert cr_run["outcome"] == "success"
     assert bad["status"] == "False" and bad["message"] == (
         f"TriggerRule {namespace}/bad: rule {namespace}/bad, field spec.filters[0].regex: unknown filter dialect "
-        "'regex' (known: all, any, cel, exact, not, prefix, sql, suffix)"), bad
+        "'regex' (known: all, any, cel, cesql, exact, not, prefix, sql, suffix)"), bad
     [job] = jobs
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.invalid/web-smoke:1@{DIGEST}"
     assert (f"in-cluster configuration: {kube_cluster.server}, ServiceAccount files in {secrets} "
