@@ -156,7 +156,8 @@ def _policy(policy: Policy, index: int, target: str, obj: dict[str, Any], live: 
     except ValueError as exc:
         return {**check, "passed": False, "error": f"{policy.expression}: {exc}"}
     if not isinstance(value, bool):
-        return {**check, "passed": False, "error": f"{policy.expression}: {value!r} is not a bool"}
+        # The type, never the value: the object may be a Secret.
+        return {**check, "passed": False, "error": f"{policy.expression}: returned {type(value).__name__}, not a bool"}
     return {**check, "passed": value, **({} if value else {"message": policy.message or policy.expression})}
 
 

@@ -43,3 +43,10 @@ def test_a_policy_that_cannot_evaluate_fails_naming_the_expression():
     policy = manifest_check.Policy(name="ha", expression="object.spec.replicas >= 2")
     check = manifest_check._policy(policy, 0, "ConfigMap a", {"kind": "ConfigMap"}, None)
     assert check["passed"] is False and check["error"].startswith("object.spec.replicas >= 2: ")
+
+
+def test_a_policy_that_returns_no_bool_names_its_type_never_the_value():
+    policy = manifest_check.Policy(name="leak", expression="object.data.password")
+    check = manifest_check._policy(policy, 0, "Secret db", {"kind": "Secret", "data": {"password": "aHVudGVyMg=="}}, None)
+    assert check == {"name": "Secret db: policy leak", "object": "Secret db", "policy": "leak", "passed": False,
+                     "error": "object.data.password: returned str, not a bool"}
