@@ -10,6 +10,7 @@ from handlers.actions import manifest_check
 from router.model import events
 from router.plugins import actions
 from tests.integration.k8s.conftest import deployment
+from tests.integration.test_routing import outcomes_for, start_routing, stop
 from tests.support.httpserver import serving
 
 LIMITS = {"name": "limits", "expression": "object.spec.template.spec.containers.all(c, has(c.resources.limits))",
@@ -159,3 +160,45 @@ async def test_manifests_from_a_file_a_configmap_and_a_url_with_auth_are_templat
         result = await _from(namespace, manifestUrl={"url": f"{url}/team/app/raw/main/deploy.yaml",
                                                      "authFile": str(tmp_path / "token")})
     assert _passed(result) == expected and seen == ["Bearer glpat-secret"]
+
+
+GATE_RULE = """
+kind: TriggerRule
+metadata: {{name: gate}}
+spec:
+  filters: [{{exact: {{type: dev.example.published}}}}]
+  policy: {{timeout: 60s}}
+  action:
+    manifestCheck:
+      namespace: {namespace}
+      policies:
+        - {{name: pinned, message: images must be pinned by digest,
+           expression: "object.spec.template.spec.containers.all(c, c.image.contains('@sha256:'))"}}
+      manifests:
+        - apiVersion: apps/v1
+          kind: Deployment
+          metadata: {{name: web}}
+          spec:
+            replicas: 1
+            selector: {{matchLabels: {{app: web}}}}
+            template:
+              metadata: {{labels: {{app: web}}}}
+              spec:
+                containers: [{{name: app, image: "{{{{ data.image }}}}"}}]
+"""
+
+
+async def test_a_rule_gates_on_the_rendered_manifest_and_reports_each_check(edge, tmp_path, kube_client, namespace):
+    tasks = await start_routing(edge, tmp_path, GATE_RULE.format(namespace=namespace))
+    try:
+        for event_id, image in (("tagged", "registry.invalid/web:1"), ("pinned", f"registry.invalid/web@{DIGEST}")):
+            await edge.bus.publish(events.make({"id": event_id, "source": "/tests", "type": "dev.example.published"},
+                                               {"image": image}))
+        finished = [o for o in await outcomes_for(edge, 6, timeout=60) if o["context"]["type"].endswith("finished.0.3.0")]
+    finally:
+        await stop(tasks)
+    outcomes = sorted((o["subject"]["content"]["outcome"], o["subject"]["content"]["reason"]) for o in finished)
+    assert outcomes == [
+        ("failure", f"1 object(s), 1/2 checks passed; Deployment {namespace}/web: policy pinned: "
+                    "images must be pinned by digest"),
+        ("success", "1 object(s), 2/2 checks passed")]
