@@ -82,7 +82,8 @@ def github_payloads() -> list[tuple[str, bytes]]:
 GITHUB = github_payloads()
 GITLAB = [(path.stem.capitalize() + " Hook", path.read_bytes())
           for path in sorted((hostile.SHARED_FIXTURES / "gitlab").glob("*.json"))]
-REGISTRIES = {name: (hostile.REGISTRY_FIXTURES / name).glob("*.json").__next__().read_bytes()
+# The first fixture by name: each registry's push (Harbor's folder also holds scan results, ``scanning_*``).
+REGISTRIES = {name: sorted((hostile.REGISTRY_FIXTURES / name).glob("*.json"))[0].read_bytes()
               for name in ("dockerhub", "quay", "harbor", "distribution", "ecr", "gar", "acr")}
 PATH_SECRET = {"dockerhub", "quay", "gar"}
 CONTENT_TYPE = {"distribution": "application/vnd.docker.distribution.events.v1+json"}

@@ -56,6 +56,16 @@ class LeaderElection(Section):
     """This process in the Lease's ``holderIdentity``; unset: ``<hostname>_<pid>`` (hostname = pod name)."""
 
 
+class Drift(Section):
+    """``io.k8s.<kind>.drifted`` when a workload's spec is changed by a field manager that is not a deployer."""
+
+    enabled: bool = True
+    """Off: no spec is remembered and no ``drifted`` event is emitted."""
+    deployers: list[str] = ["helm", "argocd-controller", "kustomize-controller", "kubectl-client-side-apply"]
+    """Field managers (``metadata.managedFields[].manager``) whose writes are deploys; every other one is drift
+    (``kubectl-edit``, ``kubectl-patch``, ``kubectl-set``, unknown ones). Add an autoscaler's manager if it scales."""
+
+
 class TriggerRulesSettings(Section):
     """TriggerRule / ClusterTriggerRule objects as rules, beside rule files (needs ``deploy/crds/``)."""
 
@@ -83,6 +93,9 @@ class KubernetesSettings(Section):
     trigger_rules: TriggerRulesSettings = TriggerRulesSettings()
     """Rules as Kubernetes objects (see ``handlers/sources/kubernetes/triggerrules.py``)."""
     leader_election: LeaderElection = LeaderElection()
+    """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
+    drift: Drift = Drift()
+    """Who changed a watched workload's spec outside a deploy (see ``handlers/sources/kubernetes/drift.py``)."""
     """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
     watch_timeout: Duration = 300.0
     """Server-side timeout of one watch request; the watch then resumes from where it was."""

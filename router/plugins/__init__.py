@@ -24,7 +24,8 @@ What is here, by use:
   secret and signature checks), :class:`Bus` (what a background source publishes with), :mod:`kv`
   (durable state in a JetStream key-value bucket);
 - actions: :class:`Params`, :class:`Context`, :class:`Result` (also as the :mod:`actions` module),
-  :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents), :mod:`attempts` (an
+  :mod:`templates` (``{{ }}`` rendering of a plug-in's own templated documents), :mod:`celexpr`
+  (CEL compiled at load and evaluated over an action's own variables: ``manifestCheck`` policies), :mod:`attempts` (an
   action attempted as the executor does: timeout, retries, outcome mapping), :mod:`functions` (the
   API in-process functions are written against, for the ``function`` action);
 - reporters: :func:`reporter`, :func:`commit_finder` (the commit of an event that names none), :mod:`reporters` (``reporters.Context``, ``reporters.Skip``),
@@ -51,7 +52,7 @@ from router.plugins.actions import Context, Params, Result
 from router.plugins.catalog import (action, background_source, commit_finder, on_settings, on_shutdown, reporter, rule_source,
                                    settings_section, webhook_source)
 from router.plugins.sources import Delivery, Rejected, WebhookSource
-from router.rules import templates
+from router.rules import celexpr, templates
 from router.telemetry import metrics
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
     # sources
     "Bus", "Delivery", "Rejected", "WebhookSource", "auth", "kv",
     # actions
-    "Context", "Params", "Result", "actions", "attempts", "functions", "templates",
+    "Context", "Params", "Result", "actions", "attempts", "celexpr", "functions", "templates",
     # reporters
     "http_binding", "ratelimits", "reporters",
     # observability

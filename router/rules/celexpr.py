@@ -117,8 +117,18 @@ def variables(event: CloudEvent, extra: dict[str, Any] | None = None) -> "cel.Co
 
 def evaluate(program: "cel.Program", event: CloudEvent, extra: dict[str, Any] | None = None) -> Any:
     """The expression's value; every evaluation failure is raised as ``ValueError`` (callers decide)."""
+    return _execute(program, variables(event, extra))
+
+
+def evaluate_over(program: "cel.Program", variables: dict[str, Any]) -> Any:
+    """The expression's value over given variables, not an event's (``manifestCheck`` policies see
+    ``object``); failures raised as ``ValueError`` like ``evaluate``."""
+    return _execute(program, _context(variables))
+
+
+def _execute(program: "cel.Program", context: "cel.Context") -> Any:
     try:
-        return program.execute(variables(event, extra))
+        return program.execute(context)
     except Exception as exc:  # the CEL binding raises KeyError, RuntimeError, TypeError, ... by case
         detail = str(exc).split("\n")[0]
         failed = _FAILED.match(detail)

@@ -8,6 +8,7 @@ still store each transition once. Also points the shared Kubernetes client (used
 it when ``serve`` shuts down.
 
 - ``transitions``: per kind, which changes are worth an event (registered observers).
+- ``drift``: ``drifted`` when a workload's spec is changed by a field manager that is not a deployer.
 - ``emit``: transitions as CloudEvents, completed rollouts as CDEvents ``service.deployed``.
 - ``watcher``: list + watch + resume + re-list for one resource.
 - ``state``: resourceVersion and known objects in JetStream KV.

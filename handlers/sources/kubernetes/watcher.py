@@ -20,7 +20,8 @@ from typing import Any
 
 from handlers.kubernetes import client as kube
 from handlers.kubernetes.settings import KubernetesSettings, Watch
-from handlers.sources.kubernetes import emit, state, transitions
+from handlers.kubernetes import workloads
+from handlers.sources.kubernetes import drift, emit, state, transitions
 from router import plugins
 from router.plugins import errors
 
@@ -39,6 +40,9 @@ class ResourceWatch:
             raise errors.ConfigError(f"conditions are for kinds without built-in transitions, not {spec.kind}",
                                      path="kubernetes.watches.conditions")
         self.observer = transitions.OBSERVERS.get(spec.kind) or transitions.generic(spec.conditions)
+        self.deployers = (frozenset(settings.drift.deployers)
+                          if settings.drift.enabled and spec.kind in workloads.WORKLOAD_KINDS else None)
+        """Drift detection for this watch (workloads only): the managers that are not drift."""
         self.key = state.key(client.cluster, spec.group, spec.version, spec.kind, namespace, spec.label_selector)
         self.memory = state.WatchState()
         self.ready = asyncio.Event()
@@ -168,7 +172,7 @@ class ResourceWatch:
                 obj.setdefault("apiVersion", f"{self.spec.group}/{self.spec.version}".lstrip("/"))
                 uid = obj["metadata"]["uid"]
                 if baseline:
-                    new.objects[uid] = self.observer.baseline(self.observer.summarize(obj, None))
+                    new.objects[uid] = self.observer.baseline(self._summarize(obj, None))
                 else:
                     new.objects[uid] = await self._transitions(obj)
                 new.versions[uid] = obj["metadata"].get("resourceVersion")
@@ -183,12 +187,21 @@ class ResourceWatch:
         summary = await self._transitions(obj)
         await self.store.save_object(self.key, self.memory, metadata["uid"], summary, metadata.get("resourceVersion"))
 
+    def _summarize(self, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        summary = self.observer.summarize(obj, old)
+        if self.deployers is not None:
+            summary["drift"] = drift.remember(obj)
+        return summary
+
     async def _transitions(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Publish what changed since the remembered summary; return the new summary (not yet stored)."""
         obj.setdefault("kind", self.spec.kind)
         old = self.memory.objects.get(obj["metadata"]["uid"])
-        new = self.observer.summarize(obj, old)
-        for transition in self.observer.transitions(old, new, obj):
+        new = self._summarize(obj, old)
+        found = self.observer.transitions(old, new, obj)
+        if self.deployers is not None:
+            found += drift.transitions(old, new, obj, self.deployers)
+        for transition in found:
             for event in await emit.build(self.client, obj, self.plural, transition):
                 published = await self.bus.publish(event)
                 plugins.metrics.watch_transition(self.spec.kind, transition.name)

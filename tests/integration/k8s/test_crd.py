@@ -45,6 +45,9 @@ RULES = [
                    "require": [{"name": "built", "filters": [{"exact": {"type": "a"}}]},
                                {"name": "deployed", "filters": [{"exact": {"type": "b"}}], "key": "{{ data.commit }}"}]}},
     {"action": {"exec": {"command": ["/bin/sh", "-c", "echo {{ data.x }}"], "env": {"A": "b"}}}},
+    {"action": {"manifestCheck": {"manifestConfigMap": {"name": "release", "namespace": "web"}, "mode": "report",
+                                  "policies": [{"name": "limits", "message": "limits please", "kinds": ["Deployment"],
+                                                "expression": "object.spec.template.spec.containers.all(c, has(c.resources.limits))"}]}}},
 ]
 
 

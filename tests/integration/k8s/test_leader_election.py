@@ -29,7 +29,8 @@ from tests.support import processes, routers
 LEASE_DURATION = 4.0
 
 
-def start(tmp_path: Path, name: str, nats_url: str, kubeconfig: Path, namespace: str, port: int) -> subprocess.Popen:
+def start(tmp_path: Path, name: str, nats_url: str, kubeconfig: Path, namespace: str, port: int,
+          **extra_env: str) -> subprocess.Popen:
     watches = [{"group": "apps", "kind": "Deployment", "namespaces": [namespace]}]
     env = {**os.environ, "TRIGGER_ROUTER_NATS__URL": nats_url, "TRIGGER_ROUTER_HTTP__PORT": str(port),
            "TRIGGER_ROUTER_STATE_DIR": str(tmp_path / name), "TRIGGER_ROUTER_KUBERNETES__KUBECONFIG": str(kubeconfig),
@@ -37,7 +38,7 @@ def start(tmp_path: Path, name: str, nats_url: str, kubeconfig: Path, namespace:
            "TRIGGER_ROUTER_KUBERNETES__LEADER_ELECTION__LEASE_DURATION": f"{LEASE_DURATION}s",
            "TRIGGER_ROUTER_KUBERNETES__LEADER_ELECTION__NAMESPACE": namespace,
            "TRIGGER_ROUTER_KUBERNETES__LEADER_ELECTION__IDENTITY": name,
-           "TRIGGER_ROUTER_KUBERNETES__MAX_BACKOFF": "1s"}
+           "TRIGGER_ROUTER_KUBERNETES__MAX_BACKOFF": "1s", **extra_env}
     with open(tmp_path / f"{name}.log", "a") as log:
         return subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -147,7 +147,7 @@ async def test_push_variants(name, env, body, expected):
 
 
 @pytest.mark.parametrize("name,body", [
-    ("harbor", harbor(RES, kind="PULL_ARTIFACT")), ("harbor", {"type": "SCANNING_COMPLETED"}),
+    ("harbor", harbor(RES, kind="PULL_ARTIFACT")), ("harbor", {"type": "SCANNING_STOPPED"}),
     ("acr", acr("delete")), ("acr", {"action": "ping"}), ("acr", {"action": "chart_push"}),
     ("ecr", {"detail-type": "ECR Image Scan"}), ("ecr", ecr(result="FAILURE")), ("ecr", ecr(action="DELETE")),
     ("gar", gar({**INSERT, "action": "DELETE"})), ("distribution", {"events": []}),
