@@ -183,3 +183,28 @@ async def test_ghcr_through_github_has_the_same_artifact_shape(edge):
     assert ghcr["subject"].keys() == acr["subject"].keys() and ghcr["subject"]["content"] == {}
     assert ghcr["customData"]["registry"] == "github"
     assert ghcr["customData"]["repository"] == "ghcr.io/codertocat/hello-world"
+
+
+@pytest.mark.parametrize("fixture,event_type,critical,high", [
+    ("harbor/scanning_completed.json", "io.goharbor.scanning_completed", 0, None),
+    ("harbor/scanning_completed_critical.json", "io.goharbor.scanning_completed", 1, 2),
+    ("harbor/scanning_failed.json", "io.goharbor.scanning_failed", None, None),
+])
+async def test_harbor_scan_webhooks_are_stored_with_digest_and_counts(edge, fixture, event_type, critical, high):
+    """A scan result posted to the edge as Harbor sends it: stored once, with what a gate needs."""
+    payload = json.loads((FIXTURES / fixture).read_text())
+    digest = payload["event_data"]["resources"][0]["digest"]
+    response = await post(edge, "harbor", json.dumps(payload).encode())
+    assert response.status == 202, await response.text()
+    (stored,) = await edge.stored()
+    assert stored.type == event_type
+    data = stored.json()
+    assert digest in json.dumps(data)
+    counts = json.dumps(data)
+    if critical is not None:
+        assert f'"critical": {critical}' in counts.lower(), counts
+    if high is not None:
+        assert f'"high": {high}' in counts.lower(), counts
+    again = await post(edge, "harbor", json.dumps(payload).encode())
+    assert [a["duplicate"] for a in (await again.json())["accepted"]] == [True]
+    assert len(await edge.stored()) == 1  # a redelivery stores nothing new
