@@ -215,3 +215,16 @@ def test_reporter_secrets_and_monitoring_render_into_a_config_serve_accepts(run,
                               "config", "check"], capture_output=True, text=True, env=env)
     assert checked.returncode == 0, checked.stderr
     assert "ghp-token" not in checked.stdout and "glpat-token" not in checked.stdout and "PRIVATE KEY" not in checked.stdout
+
+
+def test_manifest_check_rbac_is_opt_in_and_valid(run):
+    default = [d for d in yaml.safe_load_all(run("helm", "template", "tr", CHART).stdout) if d]
+    assert not [d for d in default if d["metadata"]["name"].endswith("-manifestcheck")]
+    rendered = run("helm", "template", "tr", CHART, "--namespace", "default",
+                   "--set", "rbac.manifestCheck.enabled=true").stdout
+    role, binding = [d for d in yaml.safe_load_all(rendered) if d and d["metadata"]["name"].endswith("-manifestcheck")]
+    assert role["kind"] == "ClusterRole" and binding["kind"] == "ClusterRoleBinding"
+    assert {tuple(r["verbs"]) for r in role["rules"]} == {("get", "patch")}
+    assert ["deployments", "statefulsets", "daemonsets"] in [r["resources"] for r in role["rules"]]
+    dry = run("kubectl", "apply", "--dry-run=server", "-f", _write(run, rendered))
+    assert "clusterrole.rbac.authorization.k8s.io/tr-trigger-router-manifestcheck created (server dry run)" in dry.stdout
