@@ -13,11 +13,13 @@ and resourceVersion (``state.Store``). A failure in between repeats the publish,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from typing import Any
 
+from handlers.kubernetes import bundles, workloads
 from handlers.kubernetes import client as kube
 from handlers.kubernetes.settings import KubernetesSettings, Watch
 from handlers.sources.kubernetes import emit, state, transitions
@@ -189,6 +191,11 @@ class ResourceWatch:
         old = self.memory.objects.get(obj["metadata"]["uid"])
         new = self.observer.summarize(obj, old)
         for transition in self.observer.transitions(old, new, obj):
+            if transition.name == "rollout_started" and self.settings.snapshots.enabled \
+                    and obj["kind"] in workloads.WORKLOAD_KINDS:
+                # Before the event: a rollback triggered by this rollout's failure finds it stored.
+                snapshot = await bundles.record(self.client, self.settings, obj)
+                transition = dataclasses.replace(transition, data={**transition.data, "snapshot": snapshot})
             for event in await emit.build(self.client, obj, self.plural, transition):
                 published = await self.bus.publish(event)
                 plugins.metrics.watch_transition(self.spec.kind, transition.name)
