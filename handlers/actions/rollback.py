@@ -8,7 +8,8 @@ snapshotted, annotated with this run), then the pod template, then waits for the
 the pods run the snapshot's digest (``rolloutCheck``'s own code).
 
 It refuses, ending ``error`` with the reason, when there is no snapshot of the current revision
-(its predecessor is then unknown) or none of the revision before it. Carried out again (a retry, a
+(its predecessor is then unknown), none of the revision before it, or when the current revision is
+itself a rollback's (the revision "before" it is the one that rollback undid). Carried out again (a retry, a
 redelivery), it reads its own annotation on the workload and verifies instead of rolling back a
 second time, which would roll *forward* to the revision just undone.
 
@@ -46,6 +47,13 @@ def _target(snapshots: list[dict[str, Any]], obj: dict[str, Any], run_id: str, l
             if snapshot["revision"] == annotations.get(TARGET):
                 return snapshot
     current = bundles.revision(obj["spec"]["template"])
+    if annotations.get(TARGET) == current:
+        # The newest snapshot is now this restored revision, and the one "before" it the revision
+        # just undone: a second rollback (a rollout_failed or crashloop rule firing again) would
+        # roll forward to it.
+        raise errors.PermanentError(f"{label}: the current revision {current} was restored by rollback run "
+                                    f"{annotations.get(RUN)}; rolling back again would roll forward to the "
+                                    "revision it undid")
     revisions = [s["revision"] for s in snapshots]
     if current not in revisions:
         raise errors.PermanentError(f"{label}: no snapshot of the current revision {current}, so the revision "

@@ -40,3 +40,11 @@ def test_a_run_carried_out_again_verifies_instead_of_rolling_forward():
 def test_a_missing_snapshot_is_refused_with_the_reason(snapshots, message):
     with pytest.raises(errors.PermanentError, match=message):
         rollback._target(snapshots, workload(TEMPLATE_2), "run", "D n/w")
+
+
+def test_a_restored_revision_is_not_rolled_back_again_by_another_run():
+    """After a rollback, a rollout_failed or crashloop rule firing would otherwise roll forward."""
+    snapshots = [snapshot(TEMPLATE_1), snapshot(TEMPLATE_2)]
+    restored = workload(TEMPLATE_1, {rollback.RUN: "earlier", rollback.TARGET: bundles.revision(TEMPLATE_1)})
+    with pytest.raises(errors.PermanentError, match="was restored by rollback run earlier; rolling back again"):
+        rollback._target(snapshots, restored, "later", "D n/w")
