@@ -14,9 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
-
-import pytest
 
 from handlers.kubernetes import client as kube
 from router.model import events
@@ -41,14 +38,6 @@ spec:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-@pytest.fixture
-async def store_namespace(kube_client):
-    name = f"router-{uuid.uuid4().hex[:8]}"
-    await kube_client.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-    yield name
-    await kube_client.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def web(image: str) -> dict:
