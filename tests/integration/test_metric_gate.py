@@ -183,3 +183,51 @@ async def test_a_rule_renders_the_query_from_the_event_and_publishes_every_measu
     checks = finished["customData"]["checks"]
     assert [c["name"] for c in checks] == [f"error ratio of the new pods #{n}" for n in (1, 2, 3)]
     assert all(f'pod_template_hash="{NEW}"' in c["query"] and c["passed"] for c in checks)
+
+
+async def test_a_range_query_fails_on_a_spike_inside_its_range(scraped):
+    """The latest value is clean again, but the range still holds the spike: the gate fails."""
+    served, base = scraped
+    served.error_share[NEW] = 0.5
+    await asyncio.sleep(3)
+    served.error_share[NEW] = 0.0
+    await asyncio.sleep(7)  # the 5 s rate window no longer sees errors at "now"
+    instant = await gate(base, window="0s")
+    assert instant.outcome == "success", instant.reason
+    model = metric_gate.MetricGate.model_validate({"url": base, "interval": "1s", "window": "0s", "queries": [
+        {"name": "error ratio", "query": RATIO.format(hash=NEW), "condition": "< 0.01", "range": "20s"}]})
+    ranged = await metric_gate.metric_gate(model, context())
+    assert ranged.outcome == "failure", ranged.reason
+    assert ranged.checks[0]["range"] == 20 and ranged.checks[0]["values"][0]["points"] > 1
+
+
+@pytest.fixture
+async def guarded_api(tmp_path):
+    """A Prometheus-compatible API that wants a bearer token (what a Thanos or Mimir gateway does)."""
+    async def answer(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer s3cret-token":
+            return web.json_response({"status": "error", "errorType": "unauthorized", "error": "no"}, status=401)
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {}, "value": [time.time(), "0.001"]}]}})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", answer)
+    async with httpserver.serving(app) as url:
+        yield url
+
+
+async def test_the_bearer_token_is_read_from_its_file(guarded_api, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    result = await gate(guarded_api, window="0s", bearerTokenFile=str(token))
+    assert result.outcome == "success", result.reason
+    token.write_text("wrong")
+    with pytest.raises(metric_gate.errors.PermanentError, match="HTTP 401: unauthorized"):
+        await gate(guarded_api, window="0s", bearerTokenFile=str(token))
+
+
+async def test_a_window_longer_than_the_timeout_is_refused_before_measuring():
+    model = metric_gate.MetricGate.model_validate({"url": "http://127.0.0.1:9", "window": "5m", "queries": [
+        {"query": "up", "condition": "== 1"}]})
+    with pytest.raises(metric_gate.errors.PermanentError, match=r"initialDelay \+ window \(300s\) does not fit"):
+        await metric_gate.metric_gate(model, context(timeout=60))
