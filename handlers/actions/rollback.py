@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from handlers.actions import rollout_check
-from handlers.kubernetes import bundles
+from handlers.kubernetes import bundles, helm
 from handlers.kubernetes import client as kube
 from handlers.kubernetes import workloads
 from router import plugins
@@ -38,6 +38,9 @@ class Rollback(actions.Params):
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     timeout: Duration = 120.0
     """How long the restored rollout may take to complete (bounded by the rule's policy.timeout)."""
+    helm: bool = True
+    """A Helm-managed workload (``meta.helm.sh/release-name``) is rolled back with ``helm rollback``
+    of its release, so Helm's record stays true; false: restore the bundle from snapshots even then."""
 
 
 def _target(snapshots: list[dict[str, Any]], obj: dict[str, Any], run_id: str, label: str) -> dict[str, Any]:
@@ -103,6 +106,9 @@ async def rollback(params: Rollback, context: actions.Context) -> actions.Result
     path = f"/apis/{workloads.WORKLOAD_KINDS[params.kind]}/v1/namespaces/{params.namespace}/" \
            f"{PLURALS[params.kind]}/{params.name}"
     obj = await client.request("GET", path)
+    release = helm.release_of(obj) if params.helm else None
+    if release is not None:
+        return await _helm_rollback(params, context, client, settings, path, obj, release, label)
     snapshots = await bundles.load(client, bundles.store_namespace(settings), client.cluster,
                                    params.kind, params.namespace, params.name)
     target = _target(snapshots, obj, context.run_id, label)
@@ -121,24 +127,59 @@ async def rollback(params: Rollback, context: actions.Context) -> actions.Result
                 raise errors.TemporaryError(f"{label} changed while rolling back; retrying") from exc
             raise
     restored = bundles.summary(target)
-    if context.publish is not None:
-        await context.publish(events.make({
-            "id": cdevents.deterministic_id("rollback", context.run_id),
-            "source": f"k8s://{client.cluster}/namespaces/{params.namespace}/{PLURALS[params.kind]}/{params.name}",
-            "type": event_types.kubernetes(params.kind, "rolled_back"),
-            "subject": f"{params.namespace}/{params.name}", "time": cdevents.now()},
-            {"cluster": client.cluster, "kind": params.kind, "namespace": params.namespace, "name": params.name,
-             "runId": context.run_id, "from": current if current != target["revision"] else None,
-             "to": target["revision"], "restored": restored}))
+    await _announce(params, context, client.cluster, {
+        "from": current if current != target["revision"] else None, "to": target["revision"], "restored": restored})
     checks: list[dict[str, Any]] = [
         {"name": f"restored {kind[:-1]} {entry['name']}", "hash": entry["hash"], "passed": True}
         for kind in ("configMaps", "secrets") for entry in restored[kind] if entry["hash"] is not None]
     checks.append({"name": f"restored pod template {target['revision']}", "passed": True})
-    expected = _expected_digest(target["template"])
-    verify = {"namespace": params.namespace, "name": params.name, "kind": params.kind, "timeout": params.timeout}
-    if expected:
-        verify["expectedDigest"] = expected
-    verified = await rollout_check.rollout_check(rollout_check.RolloutCheck.model_validate(verify), context)
+    verified = await _verify(params, context, target["template"])
     counts = f"{len(restored['configMaps'])} ConfigMap(s), {len(restored['secrets'])} Secret(s)"
     return actions.Result(verified.outcome, f"{label} rolled back to revision {target['revision']} ({counts} "
                           f"restored): {verified.reason}", checks + verified.checks, severity=verified.severity)
+
+
+async def _announce(params: Rollback, context: actions.Context, cluster: str, what: dict[str, Any]) -> None:
+    """``io.k8s.<kind>.rolled_back``, once per run (its id is the run's)."""
+    if context.publish is None:
+        return
+    await context.publish(events.make({
+        "id": cdevents.deterministic_id("rollback", context.run_id),
+        "source": f"k8s://{cluster}/namespaces/{params.namespace}/{PLURALS[params.kind]}/{params.name}",
+        "type": event_types.kubernetes(params.kind, "rolled_back"),
+        "subject": f"{params.namespace}/{params.name}", "time": cdevents.now()},
+        {"cluster": cluster, "kind": params.kind, "namespace": params.namespace, "name": params.name,
+         "runId": context.run_id, **what}))
+
+
+async def _verify(params: Rollback, context: actions.Context, template: dict[str, Any]) -> actions.Result:
+    expected = _expected_digest(template)
+    verify = {"namespace": params.namespace, "name": params.name, "kind": params.kind, "timeout": params.timeout}
+    if expected:
+        verify["expectedDigest"] = expected
+    return await rollout_check.rollout_check(rollout_check.RolloutCheck.model_validate(verify), context)
+
+
+async def _helm_rollback(params: Rollback, context: actions.Context, client: kube.Client, settings: Any, path: str,
+                         obj: dict[str, Any], release: tuple[str, str], label: str) -> actions.Result:
+    name, namespace = release
+    annotations = obj["metadata"].get("annotations") or {}
+    before = bundles.revision(obj["spec"]["template"])
+    if annotations.get(RUN) != context.run_id:  # carried out again: helm rollback 0 would undo the undo
+        if annotations.get(TARGET) == before:
+            raise errors.PermanentError(f"{label}: the current revision {before} was restored by rollback run "
+                                        f"{annotations.get(RUN)}; rolling back again would roll forward")
+        output = await helm.rollback(settings, name, namespace, params.timeout)
+        obj = await client.request("GET", path)
+        await client.request("PATCH", path, body={"metadata": {"annotations": {
+            RUN: context.run_id, TARGET: bundles.revision(obj["spec"]["template"])}}},
+            content_type="application/merge-patch+json")
+    else:
+        output = "rolled back by an earlier attempt of this run"
+    after = bundles.revision(obj["spec"]["template"])
+    await _announce(params, context, client.cluster, {"from": before if before != after else None, "to": after,
+                                                       "helm": {"release": name, "namespace": namespace}})
+    verified = await _verify(params, context, obj["spec"]["template"])
+    checks = [{"name": f"helm rollback {name}", "passed": True, "output": output[-500:]}]
+    return actions.Result(verified.outcome, f"{label} rolled back with helm rollback of release {namespace}/{name}: "
+                          f"{verified.reason}", checks + verified.checks, severity=verified.severity)

@@ -79,6 +79,8 @@ class Snapshots(Section):
     else ``default``. Only the router should be able to read it: it holds Secret data."""
     keep: int = Field(5, ge=2, le=100)
     """Snapshots kept per workload (the newest ones); a rollback needs at least the previous one."""
+    helm_binary: str = "helm"
+    """The ``helm`` that ``rollback`` runs for a Helm-managed workload (``meta.helm.sh/release-name``)."""
 
 
 @plugins.settings_section("kubernetes")
