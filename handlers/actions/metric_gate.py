@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import aiohttp
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from handlers.prometheus import conditions
 from handlers.prometheus import query as promapi
@@ -39,6 +39,8 @@ from router import plugins
 from router.plugins import Duration, actions, errors
 
 Phase = Literal["successful", "failed", "inconclusive"]
+MAX_MEASUREMENTS = 600
+"""Measurements one gate may make (all queries together): each is a check of ~0.5 KB in the outcome."""
 
 
 def _condition(text: str) -> str:
@@ -88,6 +90,16 @@ class MetricGate(actions.Params):
     success_required: int = Field(1, alias="successRequired", ge=1)
     """Successful measurements each query needs by the window's end."""
     request_timeout: Duration = Field(10.0, alias="requestTimeout")
+
+    @model_validator(mode="after")
+    def _measurements_fit_the_outcome(self) -> "MetricGate":
+        # Every measurement is a check of the outcome, which is one bus message: refused here, at
+        # rule load, rather than as an outcome too large to publish after the whole window.
+        planned = (int(self.window // self.interval) + 1) * len(self.queries)
+        if planned > MAX_MEASUREMENTS:
+            raise ValueError(f"window / interval x queries is {planned} measurements, over the {MAX_MEASUREMENTS} "
+                             "an outcome lists: measure less often or over a shorter window")
+        return self
 
 
 def _json_number(value: float) -> float | str:

@@ -35,3 +35,10 @@ def test_a_bad_condition_fails_at_rule_load():
     with pytest.raises(ValidationError, match="'below 1' is not a condition"):
         metric_gate.MetricGate.model_validate(
             {"url": "http://p", "queries": [{"query": "up", "condition": "below 1"}]})
+
+
+def test_a_gate_whose_measurements_cannot_fit_its_outcome_is_refused_at_rule_load():
+    queries = [{"query": "up", "condition": "== 1"}, {"query": "up", "condition": "== 1"}]
+    metric_gate.MetricGate.model_validate({"url": "http://p", "window": "4m", "interval": "1s", "queries": queries})
+    with pytest.raises(ValidationError, match="is 722 measurements, over the 600 an outcome lists"):
+        metric_gate.MetricGate.model_validate({"url": "http://p", "window": "6m", "interval": "1s", "queries": queries})
