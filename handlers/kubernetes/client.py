@@ -51,6 +51,10 @@ def configure(settings: KubernetesSettings) -> None:
     _settings = settings
 
 
+def configured() -> KubernetesSettings:
+    return _settings
+
+
 def _connection(settings: KubernetesSettings) -> tuple:
     return (settings.kubeconfig, settings.context, settings.cluster, settings.service_account_dir,
             settings.max_object_bytes)

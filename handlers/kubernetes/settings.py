@@ -78,6 +78,21 @@ class TriggerRulesSettings(Section):
     """Status writes per second at most (the Lease holder writes them all)."""
 
 
+class Snapshots(Section):
+    """Bundle snapshots for ``rollback``: pod template, ConfigMaps and Secrets of each rollout."""
+
+    enabled: bool = False
+    """Record a snapshot at every ``rollout_started`` (needs ``get`` on the referenced ConfigMaps and
+    Secrets, and ``create``/``list``/``delete`` on Secrets in ``namespace``)."""
+    namespace: str | None = None
+    """Where the snapshot Secrets live; unset: the router's own namespace (from the ServiceAccount),
+    else ``default``. Only the router should be able to read it: it holds Secret data."""
+    keep: int = Field(5, ge=2, le=100)
+    """Snapshots kept per workload (the newest ones); a rollback needs at least the previous one."""
+    helm_binary: str = "helm"
+    """The ``helm`` that ``rollback`` runs for a Helm-managed workload (``meta.helm.sh/release-name``)."""
+
+
 @plugins.settings_section("kubernetes")
 class KubernetesSettings(Section):
     kubeconfig: Path | None = None
@@ -96,7 +111,8 @@ class KubernetesSettings(Section):
     """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
     drift: Drift = Drift()
     """Who changed a watched workload's spec outside a deploy (see ``handlers/sources/kubernetes/drift.py``)."""
-    """Which replica runs each watch (see ``handlers/sources/kubernetes/leases.py``)."""
+    snapshots: Snapshots = Snapshots()
+    """Bundle snapshots the ``rollback`` action restores (see ``handlers/kubernetes/bundles.py``)."""
     watch_timeout: Duration = 300.0
     """Server-side timeout of one watch request; the watch then resumes from where it was."""
     max_backoff: Duration = 30.0

@@ -200,6 +200,10 @@ class RouterSettings(Section):
     """Run-policy state shared by every router: concurrency slots, debounce, dedupe, rate, joins."""
     control_subject: str = "tr.control"
     """Core NATS subject prefix for live signals to executors (``<prefix>.cancel.<run id>``)."""
+    route_outcomes: bool = False
+    """Also publish each run's ``finished`` outcome on the events stream, so rules can match it
+    (``dev.cdevents.testsuiterun.finished.0.3.0`` with ``outcome == "failure"``) and chain: a failed
+    metric gate triggering a rollback. Its ``chainId`` carries on to the runs it triggers."""
 
 
 class Settings(Section):

@@ -325,6 +325,9 @@ class Executor:
                                environment=record.environment, trigger=trigger, result=result,
                                attempts=attempts, duration=duration, timestamp=timestamp)
         await self.bus.publish(event, outcome_subject(self.settings.bus.outcomes_subject, stage, record.rule))
+        if stage == "finished" and self.settings.router.route_outcomes:
+            # After the outcomes stream: a crash in between publishes both again, same id, stored once each.
+            await self.bus.publish(event)
 
     async def _expire(self, msg: Msg) -> None:
         """A correlation join's expiry timer: not due yet (nak with the rest), or handled (ack)."""

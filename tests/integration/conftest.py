@@ -18,6 +18,7 @@ from router.edge import app as web_edge
 from router.edge import protocol
 from router.model.bindings import nats as nats_binding
 from router.plugins import catalog
+from tests.support import prometheus as prometheus_server
 
 GITHUB_SECRET = "it-is-a-secret"
 GITHUB_OLD_SECRET = "the-previous-secret"
@@ -93,3 +94,9 @@ async def serve_edge(nats_url: str, settings: settings_mod.Settings, *, hardened
 async def edge(nats_server):
     async with serve_edge(nats_server.url, make_settings(nats_server.url, HTTP__MAX_BODY_BYTES="65536")) as served:
         yield served
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """``start(target, rule_files=())`` -> the base URL of a real Prometheus scraping ``target``."""
+    yield from prometheus_server.launcher(tmp_path)

@@ -1,7 +1,7 @@
 """``/metrics`` as an operator uses it: a real Prometheus scrapes a real ``serve`` during real runs.
 
-Prometheus is Debian's ``prometheus`` (``make test`` installs it), started on a free port with a
-1 s scrape interval; the answers come from its HTTP query API, so what is asserted is what a
+Prometheus is Debian's ``prometheus`` (``make test`` installs it; the ``prometheus`` fixture,
+``tests/support/prometheus.py``), started on a free port with a 1 s scrape interval; the answers come from its HTTP query API, so what is asserted is what a
 dashboard or an alert would see. Counts are known from what the test sent: 6 webhook-like events of
 which 4 pass and 2 fail their probe, 1 refused request, 1 duplicate.
 """
@@ -9,8 +9,6 @@ which 4 pass and 2 fail their probe, 1 refused request, 1 duplicate.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 from pathlib import Path
@@ -20,45 +18,13 @@ import pytest
 from aiohttp import web
 
 from tests.support import httpserver, routers
+from tests.support import prometheus as prometheus_server
+from tests.support.prometheus import query
 from tests.support.registryserver import free_port
 
 PASSING, FAILING = 4, 2
 ALERTS = Path(__file__).resolve().parents[2] / "deploy/helm/trigger-router/files/alerts.yaml"
 EVENT_TYPE = "com.example.deployed"
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's prometheus is not installed (make test installs it)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return found
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    binary = prometheus_binary()
-
-    def start(target: str):
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(json.dumps({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(ALERTS)],
-            "scrape_configs": [{"job_name": "trigger-router", "static_configs": [{"targets": [target]}]}]}))
-        with open(tmp_path / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
-            process = subprocess.Popen([binary, f"--config.file={config}",
-                                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                        f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return f"http://127.0.0.1:{port}"
-
-    started: list[subprocess.Popen] = []
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -71,16 +37,6 @@ async def service():
     app.router.add_get("/{state}", answer)
     async with httpserver.serving(app) as url:
         yield f"{url}"
-
-
-async def query(base: str, promql: str) -> list[dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/api/v1/query", params={"query": promql}) as answer:
-            if answer.status == 503:  # still starting (replaying its WAL)
-                return []
-            body = await answer.json()
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 async def alerts(base: str, name: str) -> list[dict]:
@@ -117,7 +73,7 @@ async def test_prometheus_sees_events_runs_and_durations(nats_server, prometheus
             except aiohttp.ClientError:
                 return False
         await routers.until(up, 30, "serve ready", tmp_path / "router.log")
-        promql = prometheus(f"127.0.0.1:{port}")
+        promql = prometheus(f"127.0.0.1:{port}", rule_files=[ALERTS])
         async with aiohttp.ClientSession() as http:
             headers = {"Content-Type": "application/cloudevents+json"}
             for i in range(PASSING + FAILING):
@@ -167,7 +123,7 @@ async def test_prometheus_sees_events_runs_and_durations(nats_server, prometheus
 
 
 def test_the_shipped_alerts_pass_promtool():
-    promtool = Path(prometheus_binary()).with_name("promtool")
+    promtool = Path(prometheus_server.binary()).with_name("promtool")
     result = subprocess.run([str(promtool), "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout

@@ -32,13 +32,24 @@ def event_id(cluster: str, uid: str, transition: Transition) -> str:
     return cdevents.deterministic_id("k8s", cluster, uid, transition.name, transition.identity)
 
 
-async def running_images(client: kube.Client, obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per container of the current template: the image, and the digest its ready pods run."""
+async def current_pods(client: kube.Client, obj: dict[str, Any]) -> list[dict[str, Any]]:
     namespace = obj["metadata"]["namespace"]
     listing = await client.request("GET", f"/api/v1/namespaces/{namespace}/pods",
                                    query={"labelSelector": workloads.selector(obj)})
+    return workloads.current_pods(obj, listing["items"])
+
+
+def template_hash(pods: list[dict[str, Any]]) -> str | None:
+    """The new ReplicaSet's ``pod-template-hash`` (Deployments), what a metric gate selects the new
+    pods by; ``None`` when the current pods do not agree on one (or carry none)."""
+    found = {(p["metadata"].get("labels") or {}).get("pod-template-hash") for p in pods}
+    return found.pop() if len(found) == 1 else None
+
+
+def running_images(obj: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per container of the current template: the image, and the digest its ready pods run."""
     by_container: dict[str, dict[str, Any]] = {}
-    for pod in workloads.current_pods(obj, listing["items"]):
+    for pod in pods:
         for running in workloads.running_images(pod):
             entry = by_container.setdefault(running["container"], {
                 "container": running["container"], "image": running["image"],
@@ -66,7 +77,10 @@ async def build(client: kube.Client, obj: dict[str, Any], plural: str, transitio
         "transition": transition.name, **transition.data}
     deployed = transition.name == "rollout_completed" and kind in workloads.WORKLOAD_KINDS
     if deployed:
-        data["images"] = await running_images(client, obj)
+        pods = await current_pods(client, obj)
+        data["images"] = running_images(obj, pods)
+        if kind == "Deployment":
+            data["podTemplateHash"] = template_hash(pods)
     event = events.make({
         "id": event_id(client.cluster, metadata["uid"], transition),
         "source": source(client.cluster, plural, namespace, name),

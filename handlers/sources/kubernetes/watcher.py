@@ -13,14 +13,15 @@ and resourceVersion (``state.Store``). A failure in between repeats the publish,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from typing import Any
 
+from handlers.kubernetes import bundles, workloads
 from handlers.kubernetes import client as kube
 from handlers.kubernetes.settings import KubernetesSettings, Watch
-from handlers.kubernetes import workloads
 from handlers.sources.kubernetes import drift, emit, state, transitions
 from router import plugins
 from router.plugins import errors
@@ -202,6 +203,11 @@ class ResourceWatch:
         if self.deployers is not None:
             found += drift.transitions(old, new, obj, self.deployers)
         for transition in found:
+            if transition.name == "rollout_started" and self.settings.snapshots.enabled \
+                    and obj["kind"] in workloads.WORKLOAD_KINDS:
+                # Before the event: a rollback triggered by this rollout's failure finds it stored.
+                snapshot = await bundles.record(self.client, self.settings, obj)
+                transition = dataclasses.replace(transition, data={**transition.data, "snapshot": snapshot})
             for event in await emit.build(self.client, obj, self.plural, transition):
                 published = await self.bus.publish(event)
                 plugins.metrics.watch_transition(self.spec.kind, transition.name)

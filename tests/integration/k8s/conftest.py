@@ -38,6 +38,15 @@ async def namespace(kube_client):
     await kube_client.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
+@pytest.fixture
+async def store_namespace(kube_client):
+    """A second namespace, the router's own: where bundle snapshots are stored."""
+    name = f"router-{uuid.uuid4().hex[:8]}"
+    await kube_client.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    yield name
+    await kube_client.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
 def deployment(name: str, image: str, replicas: int = 2, annotations: dict | None = None) -> dict:
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

@@ -65,6 +65,11 @@ async def test_rollout_to_service_deployed_to_smoke_job(edge, tmp_path, kube_clu
     assert completed.json()["images"] == [{"container": "app", "image": f"registry.invalid/team/web:1.4@{DIGEST}",
                                            "repository": "registry.invalid/team/web", "digest": DIGEST,
                                            "digests": [DIGEST]}]
+    # The new ReplicaSet's pod-template-hash: what a metricGate query selects the new pods by.
+    pods = await kube_client.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                     query={"labelSelector": "pod-template-hash"})
+    hashes = {p["metadata"]["labels"]["pod-template-hash"] for p in pods["items"]}
+    assert len(hashes) == 1 and completed.json()["podTemplateHash"] == hashes.pop()
     [deployed] = watching.of_type(stored, "service.deployed.0.3.0")
     body = deployed.json()
     cdevents_schema.validate(body)

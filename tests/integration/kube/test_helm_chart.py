@@ -228,3 +228,42 @@ def test_manifest_check_rbac_is_opt_in_and_valid(run):
     assert ["deployments", "statefulsets", "daemonsets"] in [r["resources"] for r in role["rules"]]
     dry = run("kubectl", "apply", "--dry-run=server", "-f", _write(run, rendered))
     assert "clusterrole.rbac.authorization.k8s.io/tr-trigger-router-manifestcheck created (server dry run)" in dry.stdout
+
+
+def test_rollback_rbac_grants_snapshots_and_restores_and_no_more(run):
+    """``rbac.rollbackNamespaces``: read and restore ConfigMaps, Secrets and workloads there, and
+    keep snapshot Secrets in the release's namespace; nothing elsewhere, no deletes where apps run."""
+    suffix = uuid.uuid4().hex[:6]
+    release_ns, app_ns = f"tr-{suffix}", f"apps-{suffix}"
+    rendered = run("helm", "template", "rb", CHART, "--namespace", release_ns,
+                   "--set", f"rbac.rollbackNamespaces={{{app_ns}}}").stdout
+    rbac = [d for d in yaml.safe_load_all(rendered)
+            if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    for document in rbac:
+        if document["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            document["metadata"].setdefault("namespace", release_ns)
+    [account] = [d["metadata"]["name"] for d in rbac if d["kind"] == "ServiceAccount"]
+    objects = _write(run, yaml.safe_dump_all(rbac))
+    for namespace in (release_ns, app_ns):
+        run("kubectl", "create", "namespace", namespace)
+    try:
+        run("kubectl", "apply", "-f", objects)
+
+        def can(verb: str, resource: str, namespace: str) -> bool:
+            done = run("kubectl", "auth", "can-i", verb, resource, "-n", namespace,
+                       f"--as=system:serviceaccount:{release_ns}:{account}", check=False)
+            return done.stdout.strip() == "yes"
+
+        granted = [("get", "secrets", app_ns), ("update", "secrets", app_ns), ("update", "configmaps", app_ns),
+                   ("create", "configmaps", app_ns), ("update", "deployments.apps", app_ns),
+                   ("patch", "deployments.apps", app_ns), ("create", "secrets", release_ns),
+                   ("list", "secrets", release_ns), ("delete", "secrets", release_ns)]
+        refused = [("delete", "secrets", app_ns), ("list", "secrets", app_ns), ("delete", "deployments.apps", app_ns),
+                   ("get", "secrets", "default"), ("update", "deployments.apps", "default"),
+                   ("create", "secrets", "default")]
+        assert [g for g in granted if not can(*g)] == []
+        assert [r for r in refused if can(*r)] == []
+    finally:
+        run("kubectl", "delete", "-f", objects, "--ignore-not-found", check=False)
+        for namespace in (release_ns, app_ns):
+            run("kubectl", "delete", "namespace", namespace, "--wait=false", check=False)
