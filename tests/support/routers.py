@@ -381,8 +381,10 @@ class Stored:
 
 @contextlib.asynccontextmanager
 async def connected(url: str):
-    """``async with connected(url) as p``: a Probe on a connection of its own, closed afterwards."""
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    """``async with connected(url) as p``: a Probe on a connection of its own, closed afterwards.
+    ``url`` may list servers separated by commas, as ``nats.url`` does."""
+    nc = await nats.connect([part.strip() for part in url.split(",")], max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5)
     try:
         yield Probe(nc.jetstream(), nc)
     finally:
