@@ -34,7 +34,7 @@ CLUSTER = "tr-test"
 PR_SET_PDEATHSIG = 1
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     # All bound at once so they differ; released just before the servers bind them.
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -95,7 +95,7 @@ class NatsCluster:
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        ports = _free_ports(3 * self.size)
+        ports = free_ports(3 * self.size)
         for i in range(self.size):
             name = f"n{i + 1}"
             node = Node(name, ports[i], ports[self.size + i], ports[2 * self.size + i],
