@@ -34,6 +34,10 @@ RETRIES = 20
 PROGRESS = 15
 """Deliveries accepted after a fault before the next step: ingest is shown to go on."""
 FROZEN = 20.0
+ACK_WAIT = "30s"
+"""The run lease lasts ``ack_wait`` (the default here). It must outlast the time the cluster takes to
+replace a frozen leader: at 5 s, a run whose result could not be stored while a frozen node still
+led ``KV_TR_RUN_STATE`` lost its lease and was executed again by the other router (2 of 4 runs)."""
 SETTLE = 15.0
 """Seconds after the cluster is healthy again in which a 503 still counts as "around" the fault
 (clients reconnect with backoff)."""
@@ -95,7 +99,7 @@ async def test_two_routers_survive_leader_kills_and_a_frozen_node(nats_cluster, 
     names = ["router0", "router1"]
     processes = [routers.start_router(cluster.url, rules, port, tmp_path, name, BUS__REPLICAS="3",
                                       GITHUB__SECRETS=json.dumps([GITHUB_SECRET]), ROUTER__CONCURRENCY="4",
-                                      ROUTER__ACK_WAIT="5s")
+                                      ROUTER__ACK_WAIT=ACK_WAIT)
                  for port, name in zip(ports, names)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     sender = Sender(urls, body)
@@ -165,7 +169,7 @@ async def test_two_routers_survive_leader_kills_and_a_frozen_node(nats_cluster, 
                        and not any(began - 1 <= at <= healthy + SETTLE for _, began, healthy in faults)]
     summary = (count.line("cluster failover") + f" answers={dict(statuses)} accepted={len(sender.accepted)} "
                f"stored={len(per_delivery)} 503s outside faults={len(refused_outside)} "
-               f"faults={[(what, round(healthy - began, 1)) for what, began, healthy in faults]} "
+               f"faults={[(what, round(began, 1), round(healthy - began, 1)) for what, began, healthy in faults]} "
                f"replicas={streams} elapsed={elapsed:.0f}s")
     print(summary)
     assert set(statuses) <= {202, 503}, f"answers other than 202 and 503; {summary}"
