@@ -14,7 +14,6 @@ Every server is started with PDEATHSIG, so a test runner that dies cannot leave 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -28,10 +27,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import natsserver
+from tests.support import natsserver, processes
 
 CLUSTER = "tr-test"
-PR_SET_PDEATHSIG = 1
 
 
 def free_ports(count: int) -> list[int]:
@@ -44,13 +42,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass  # not Linux: stop() still reaps every node
 
 
 @dataclass
@@ -135,7 +126,7 @@ class NatsCluster:
         with log:  # the child keeps its own descriptor
             node.process = subprocess.Popen([natsserver.binary(), "-c", str(node.config)], stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=_die_with_parent)
+                                            preexec_fn=processes.die_with_parent)
         node.stopped = False
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

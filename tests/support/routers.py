@@ -37,6 +37,7 @@ from router.bus import connection as bus
 from router.bus import kv as kv_bucket
 from router.config import settings as settings_mod
 from router.model import events
+from tests.support import processes
 
 CLI = [sys.executable, "-m", "router.cli", "serve"]
 RULE = "exec-log"
@@ -88,7 +89,8 @@ def start_router(nats_url: str, rules: str, port: int, tmp_path: Path, name: str
            "TRIGGER_ROUTER_STATE_DIR": str(tmp_path / name)}
     env.update({f"TRIGGER_ROUTER_{key}": value for key, value in settings.items()})
     with open(tmp_path / f"{name}.log", "a") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(CLI, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(CLI, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=processes.die_with_parent)
 
 
 def stop_router(process: subprocess.Popen, sig=signal.SIGTERM) -> None:
