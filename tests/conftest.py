@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from router.plugins import catalog
+from tests.support.natscluster import NatsCluster
 from tests.support.natsserver import NatsServer
 
 # As in the CLI: plug-ins register their settings sections (github, registries, kubernetes, ...)
@@ -26,6 +27,15 @@ def nats_server(tmp_path):
     server = NatsServer(tmp_path / "jetstream").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    """Three nats-servers forming one JetStream cluster; teardown proves none is left running."""
+    cluster = NatsCluster(tmp_path / "cluster").start()
+    yield cluster
+    cluster.stop()
+    assert not cluster.leftovers(), f"nats-servers left running: {cluster.leftovers()}"
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from router.bus import connection as bus
 from router.bus import kv as kv_bucket
 from router.config import settings as settings_mod
 from router.model import events
+from tests.support import processes
 
 CLI = [sys.executable, "-m", "router.cli", "serve"]
 RULE = "exec-log"
@@ -88,7 +89,8 @@ def start_router(nats_url: str, rules: str, port: int, tmp_path: Path, name: str
            "TRIGGER_ROUTER_STATE_DIR": str(tmp_path / name)}
     env.update({f"TRIGGER_ROUTER_{key}": value for key, value in settings.items()})
     with open(tmp_path / f"{name}.log", "a") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(CLI, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(CLI, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=processes.die_with_parent)
 
 
 def stop_router(process: subprocess.Popen, sig=signal.SIGTERM) -> None:
@@ -381,8 +383,10 @@ class Stored:
 
 @contextlib.asynccontextmanager
 async def connected(url: str):
-    """``async with connected(url) as p``: a Probe on a connection of its own, closed afterwards."""
-    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    """``async with connected(url) as p``: a Probe on a connection of its own, closed afterwards.
+    ``url`` may list servers separated by commas, as ``nats.url`` does."""
+    nc = await nats.connect([part.strip() for part in url.split(",")], max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5)
     try:
         yield Probe(nc.jetstream(), nc)
     finally:

@@ -158,6 +158,7 @@ async def _bucket(bus: Any) -> kv.Bucket | None:
     if id(js) not in _current.buckets:
         _current.buckets[id(js)] = await kv.open_bucket(
             js, _current.labels.cache_bucket, ttl=CACHE_TTL, what="the image labels cache",
+            replicas=getattr(getattr(bus, "config", None), "replicas", 1),  # the Bus's BusSettings
             description="trigger-router: image config labels per digest (revision, source)")
     return _current.buckets[id(js)]
 
