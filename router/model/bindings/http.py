@@ -30,14 +30,6 @@ BATCH = "application/cloudevents-batch+json"
 STRUCTURED_JSON = "application/cloudevents+json"
 
 
-def to_binary(event: events.CloudEvent) -> tuple[dict[str, str], bytes]:
-    """Headers and body of ``event`` in binary mode (HTTP binding §3.1)."""
-    hdrs = ce_headers.to_headers(event.attributes, skip="datacontenttype")
-    if event.datacontenttype:
-        hdrs["Content-Type"] = event.datacontenttype
-    return hdrs, event.data or b""
-
-
 def parse(content_type: str | None, hdrs: Iterable[tuple[str, str]], body: bytes) -> list[events.CloudEvent]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == BATCH:
