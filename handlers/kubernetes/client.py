@@ -9,7 +9,7 @@ Errors are mapped once, here: no answer, 429 and 5xx become ``errors.KubernetesU
 (retry), any other 4xx ``errors.KubernetesRefused`` (with the status, so callers can treat 404,
 409 AlreadyExists and 410 Gone as the facts they are).
 
-Watch streams are read in chunks and split into lines here (``Lines``), not with aiohttp's
+Watch streams are read in chunks and split into lines by ``watchlines.Lines``, not with aiohttp's
 ``readline()``: that raises ``LineTooLong`` (not a ``ClientError``) past its buffer limit (4 MiB
 with this library's 2 MiB ``read_bufsize``), and a 1 MiB ConfigMap of ``<`` is a 6 MiB line, since
 the apiserver writes ``<`` as ``\\u003c``; the watch then retried the same object forever. A line
@@ -23,15 +23,14 @@ import asyncio
 import json
 import logging
 import os
-import re
 import weakref
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import aiohttp
 from kubernetes import aio
 from kubernetes.aio.config import incluster_config
 
+from handlers.kubernetes import watchlines
 from handlers.kubernetes.settings import KubernetesSettings
 from router.plugins import errors
 
@@ -183,7 +182,7 @@ class Client:
         try:
             if response.status >= 300:
                 raise _error(response.status, await response.read())
-            lines = Lines(self.max_object_bytes, keep=METADATA_BYTES)
+            lines = watchlines.Lines(self.max_object_bytes, keep=METADATA_BYTES)
             content = response.response.content
             while True:
                 try:
@@ -199,10 +198,10 @@ class Client:
         finally:
             response.response.release()
 
-    def _event(self, path: str, line: "bytes | Oversized") -> dict | None:
-        if isinstance(line, Oversized):
+    def _event(self, path: str, line: "bytes | watchlines.Oversized") -> dict | None:
+        if isinstance(line, watchlines.Oversized):
             self.oversized += 1
-            event = skipped_event(line)
+            event = watchlines.skipped_event(line)
             if event is None:
                 what = "an event whose metadata is not in its head (the watch position moves with the next event)"
             else:
@@ -306,107 +305,3 @@ many small ones."""
 METADATA_BYTES = 1024 * 1024
 """Head of an oversized event kept to read its metadata from, even under a lower limit: annotations
 alone may be 256 KiB, labels and managedFields come on top."""
-
-
-@dataclass(frozen=True)
-class Oversized:
-    """A line longer than the limit: its first bytes and its full length."""
-
-    head: bytes
-    size: int
-
-
-class Lines:
-    """Splits a byte stream at ``\\n`` into lines of at most ``limit`` bytes, whatever the chunking.
-
-    Holds at most ``keep`` (default: ``limit``) bytes of a line still coming; a longer line is only
-    counted past that, and comes out as ``Oversized`` with its first ``keep`` bytes. Empty lines
-    are dropped; a last line without its newline comes out of ``end()``.
-    """
-
-    def __init__(self, limit: int, keep: int | None = None) -> None:
-        self.limit = limit
-        self.keep = max(limit, keep or 0)
-        self._pending = bytearray()
-        self._size = 0
-
-    def feed(self, chunk: bytes) -> list["bytes | Oversized"]:
-        found: list[bytes | Oversized] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            self._take(chunk, start, end)
-            line = self._complete()
-            if line:
-                found.append(line)
-            start = end + 1
-        self._take(chunk, start, len(chunk))
-        return found
-
-    def end(self) -> list["bytes | Oversized"]:
-        line = self._complete()
-        return [line] if line else []
-
-    def _take(self, chunk: bytes, start: int, end: int) -> None:
-        self._size += end - start
-        room = self.keep - len(self._pending)
-        if room > 0:
-            self._pending += chunk[start:min(end, start + room)]
-
-    def _complete(self) -> "bytes | Oversized | None":
-        size, self._size = self._size, 0
-        line = Oversized(bytes(self._pending), size) if size > self.limit else bytes(self._pending).strip()
-        self._pending.clear()
-        return line or None
-
-
-_SPACE = re.compile(r"\s*")
-
-
-def skipped_event(line: Oversized) -> dict | None:
-    """The stand-in for an event too long to parse, from the metadata at its head; None if unreadable.
-
-    Reads the event's first keys with the JSON decoder itself (so nothing inside a string can be
-    mistaken for a key): ``type``, then the object's keys up to ``metadata``, whose value is decoded
-    whole. The apiserver writes built-in kinds in field order (kind, apiVersion, metadata, then
-    spec or data) and custom resources with sorted keys (apiVersion, kind, metadata, spec), so
-    ``metadata`` is in the head unless it is itself over the limit.
-    """
-    text = line.head.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
-    event: dict[str, Any] = {}
-    fields: dict[str, Any] = {}
-    inside = False
-    try:
-        position = _expect(text, 0, "{")
-        while True:
-            key, position = decoder.raw_decode(text, _skip(text, position))
-            position = _skip(text, _expect(text, position, ":"))
-            if key == "object" and not inside:
-                position, inside = _expect(text, position, "{"), True
-                continue
-            value, position = decoder.raw_decode(text, position)
-            (fields if inside else event)[key] = value
-            if inside and key == "metadata":
-                break
-            position = _expect(text, position, ",")
-    except (ValueError, IndexError, TypeError):
-        return None
-    metadata = fields["metadata"]
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("resourceVersion"), str):
-        return None
-    kept = {key: metadata[key] for key in ("name", "namespace", "uid", "resourceVersion") if key in metadata}
-    obj = {"kind": fields.get("kind"), "apiVersion": fields.get("apiVersion"), "metadata": kept}
-    # A deletion the watch can act on needs the uid; without one it only moves the position.
-    kind = "DELETED" if event.get("type") == "DELETED" and isinstance(kept.get("uid"), str) else "BOOKMARK"
-    return {"type": kind, "object": obj, "skipped": {"type": event.get("type"), "bytes": line.size}}
-
-
-def _skip(text: str, position: int) -> int:
-    return _SPACE.match(text, position).end()
-
-
-def _expect(text: str, position: int, token: str) -> int:
-    position = _skip(text, position)
-    if text[position] != token:
-        raise ValueError(f"expected {token!r} at {position}")
-    return position + 1

@@ -14,9 +14,10 @@ from aiohttp import web
 from kubernetes import aio
 
 from handlers.kubernetes import client as kube
+from handlers.kubernetes import watchlines
 from router import errors
 
-Oversized = kube.Oversized
+Oversized = watchlines.Oversized
 
 
 @pytest.mark.parametrize("limit,chunks,lines", [
@@ -36,7 +37,7 @@ Oversized = kube.Oversized
     (100, [], []),
 ])
 def test_lines(limit, chunks, lines):
-    splitter = kube.Lines(limit)
+    splitter = watchlines.Lines(limit)
     found = [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.end()
     assert found == lines
 
@@ -47,7 +48,7 @@ def test_lines(limit, chunks, lines):
     ([b'1234\n'], [b'1234']),
 ])
 def test_lines_keep_a_longer_head_of_oversized_ones(chunks, lines):
-    splitter = kube.Lines(4, keep=6)
+    splitter = watchlines.Lines(4, keep=6)
     assert [line for chunk in chunks for line in splitter.feed(chunk)] + splitter.end() == lines
 
 
@@ -89,7 +90,7 @@ CUSTOM = {"type": "ADDED", "object": {"apiVersion": "example.dev/v1", "kind": "C
     (Oversized(b"", 5), None),
 ])
 def test_skipped_event_from_head(line, expected):
-    assert kube.skipped_event(line) == expected
+    assert watchlines.skipped_event(line) == expected
 
 
 async def test_watch_survives_lines_that_are_not_events():
