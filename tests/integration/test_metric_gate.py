@@ -189,9 +189,10 @@ async def test_a_range_query_fails_on_a_spike_inside_its_range(scraped):
     """The latest value is clean again, but the range still holds the spike: the gate fails."""
     served, base = scraped
     served.error_share[NEW] = 0.5
-    await asyncio.sleep(3)
+    await routers.until(lambda: _ratio_is(base, lambda r: r >= 0.01), 30, "Prometheus sees the spike")
     served.error_share[NEW] = 0.0
-    await asyncio.sleep(7)  # the 5 s rate window no longer sees errors at "now"
+    # Until the 5 s rate window no longer sees errors at "now" (the range still holds them).
+    await routers.until(lambda: _ratio_is(base, lambda r: r < 0.01), 30, "Prometheus sees clean traffic again")
     instant = await gate(base, window="0s")
     assert instant.outcome == "success", instant.reason
     model = metric_gate.MetricGate.model_validate({"url": base, "interval": "1s", "window": "0s", "queries": [
@@ -199,6 +200,12 @@ async def test_a_range_query_fails_on_a_spike_inside_its_range(scraped):
     ranged = await metric_gate.metric_gate(model, context())
     assert ranged.outcome == "failure", ranged.reason
     assert ranged.checks[0]["range"] == 20 and ranged.checks[0]["values"][0]["points"] > 1
+
+
+async def _ratio_is(base: str, holds) -> bool:
+    """Whether the new pods' error ratio, as Prometheus answers it now, satisfies ``holds``."""
+    result = await query(base, RATIO.format(hash=NEW))
+    return bool(result) and holds(float(result[0]["value"][1]))
 
 
 @pytest.fixture

@@ -42,10 +42,12 @@ def test_a_namespaced_rule_may_not_reach_beyond_its_namespace(params, field, why
 
 
 def test_publish_reply_false_and_cluster_rules_are_fine():
-    compile_namespaced({"url": "http://fn.web.svc/", "publishReply": False})
-    loading.compile_document(rule({"url": "http://fn/", "publishReply": True,
-                                   "headersFrom": {"Authorization": "/run/secrets/fn"}}),
-                             "ClusterTriggerRule fn", 0, catalog.load().actions, name="_cluster/fn")
+    namespaced = compile_namespaced({"url": "http://fn.web.svc/", "publishReply": False})
+    cluster = loading.compile_document(rule({"url": "http://fn/", "publishReply": True,
+                                             "headersFrom": {"Authorization": "/run/secrets/fn"}}),
+                                       "ClusterTriggerRule fn", 0, catalog.load().actions, name="_cluster/fn")
+    assert (namespaced.action.name, cluster.action.name) == ("cloudevent", "cloudevent")
+    assert cluster.namespace is None and namespaced.namespace is not None
 
 
 @pytest.mark.parametrize("name", ["ce-id", "Content-Type", "Bad Header", "X\r\nInjected"])

@@ -26,7 +26,7 @@ async def test_a_removed_part_is_stopped_and_forgotten():
     await asyncio.wait_for(started.wait(), 5)
     async def b_failed():
         while "subscription/b" not in supervisor.failing():
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.01)  # polls the supervisor's state, without spinning the loop
     await asyncio.wait_for(b_failed(), 5)
     await supervisor.remove("subscription/a")
     await supervisor.remove("subscription/b")  # a failing part waiting for its restart goes too
