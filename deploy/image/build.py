@@ -62,7 +62,7 @@ LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 _HOOKS = (
     f'chroot "$1" python3 -m venv {PREFIX}',
     f'chroot "$1" {PREFIX}/bin/pip install --quiet --no-index --no-cache-dir '
-    '--find-links /tmp/wheels trigger-router',
+    '--find-links /tmp/wheels "trigger-router[fast]"',
     f'chroot "$1" {PREFIX}/bin/pip uninstall --quiet --yes pip setuptools',
     'rm -rf "$1/tmp/wheels"',
     # Named one by one: packages given to --include are not marked automatic, so
@@ -221,7 +221,7 @@ def _wheels(revision: str, work: Path, log) -> Path:
     archive = subprocess.run(["git", "archive", "--format=tar", revision, "--", *APP_PATHS],
                              cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(src)],
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), f"{src}[fast]"],
          "pip wheel", log)
     return wheels
 

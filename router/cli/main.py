@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         from router.cli import serve as service
-        asyncio.run(service.serve(settings))
+        service.run(settings)
         return 0
     if args.command == "crd":
         from router.rules import crd

@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -56,6 +56,28 @@ async def nats_url(settings: Settings) -> tuple[str, embedded.EmbeddedNats | Non
     server = embedded.EmbeddedNats(settings.embedded_data_dir(), host=config.host, port=config.port,
                                    binary=config.binary)
     return await server.start(), server
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop for ``event_loop`` (``auto``, ``uvloop``, ``asyncio``); None is asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise errors.ConfigError("event_loop is uvloop but uvloop is not installed "
+                                     "(pip install 'trigger-router[fast]')", path="event_loop") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run(settings: Settings) -> None:
+    """``serve`` on the loop ``event_loop`` chooses."""
+    factory = loop_factory(settings.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        log.info("event loop: %s", "uvloop" if factory else "asyncio")
+        runner.run(serve(settings))
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -220,6 +220,10 @@ class Settings(Section):
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     state_dir: Path = Field(default_factory=default_state_dir)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The event loop ``serve`` runs on: ``auto`` takes uvloop when it is installed (the ``fast``
+    extra: ``pip install 'trigger-router[fast]'``), ``uvloop`` requires it, ``asyncio`` is the stock
+    loop (the off-switch)."""
     shutdown_grace: Duration = Field(25.0, gt=0)
     """After SIGTERM or SIGINT, ``serve`` exits within this long: the edge stops accepting,
     in-flight work and the NATS drain get the time, then the process exits with status 1 whatever
