@@ -139,6 +139,7 @@ class Bus:
         self._checking = asyncio.Lock()
         self._stopped_at: float | None = 0.0  # when run() last ended; None while it runs
         self.replaced = 0  # closed clients replaced: each one an outage of this process's bus
+        self._acks: publishing.Acks | None = None
 
     def expect_consumer(self, stream: str, durable: str, start: consumers.Start = "all") -> None:
         """Readiness waits for this consumer; created by its first subscriber, starting at ``start``."""
@@ -332,9 +333,15 @@ class Bus:
 
     async def send(self, message: publishing.Outgoing) -> Published:
         """Send an encoded message; returns once JetStream acknowledged storage."""
-        if not self.connected or self.js is None:
+        return await self._pipeline().send(message, self.settings.publish_timeout)
+
+    def _pipeline(self) -> publishing.Acks:
+        """The ack pipeline of the current connection (a replaced client gets a new one)."""
+        if not self.connected or self.nc is None:
             raise errors.BusUnavailable("not connected to NATS JetStream")
-        return await publishing.send(self.js, message, self.settings.publish_timeout)
+        if self._acks is None or self._acks.nc is not self.nc:
+            self._acks = publishing.Acks(self.nc)
+        return self._acks
 
     async def publish_all(self, batch: list[events.CloudEvent]) -> list[Published]:
         """Every event encoded and checked before any is sent (a batch is refused whole), then sent
@@ -342,11 +349,16 @@ class Bus:
         return metrics.published_all(batch, await self.send_all([self.encode(event) for event in batch]))
 
     async def send_all(self, messages: list[publishing.Outgoing]) -> list[Published]:
-        results = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)
+        """Every message sent, then every ack awaited; the first failure is raised."""
+        results = await self.send_many(messages)
         for result in results:
-            if isinstance(result, BaseException):
+            if isinstance(result, Exception):
                 raise result
         return results  # type: ignore[return-value]
+
+    async def send_many(self, messages: list[publishing.Outgoing]) -> list[Published | Exception]:
+        """Every message sent, then every ack awaited: per message its ``Published`` or the error."""
+        return await self._pipeline().send_all(messages, self.settings.publish_timeout)
 
     async def close(self) -> None:
         self._closing = True
