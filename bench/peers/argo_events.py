@@ -35,6 +35,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -259,7 +260,7 @@ async def run_argo(args, binary: Path, nats_url: str, sink: Sink, work: Path) ->
             result.notes.append(f"error log lines: {errors}")
         return result
     finally:
-        argo.stop()
+        await asyncio.to_thread(argo.stop)  # the sink (this loop) keeps answering meanwhile
 
 
 async def run_router(args, nats_url: str, sink: Sink, work: Path) -> Result:
@@ -269,7 +270,7 @@ async def run_router(args, nats_url: str, sink: Sink, work: Path) -> Result:
     port = free_port()
     env = {**os.environ, "TRIGGER_ROUTER_NATS__URL": nats_url, "TRIGGER_ROUTER_HTTP__PORT": str(port),
            "TRIGGER_ROUTER_GITHUB__SECRETS": f'["{SECRET}"]', "TRIGGER_ROUTER_LOG__LEVEL": "warning",
-           "TRIGGER_ROUTER_STATE_DIR": str(work / "state"),
+           "TRIGGER_ROUTER_STATE_DIR": str(work / "state"), "TRIGGER_ROUTER_SHUTDOWN_GRACE": "10",
            "TRIGGER_ROUTER_RULES__PATHS": json.dumps([str(rules)])}
     with open(work / "trigger-router.log", "wb") as log:
         serve = subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, cwd=ROOT,
@@ -287,8 +288,8 @@ async def run_router(args, nats_url: str, sink: Sink, work: Path) -> Result:
         await wait_http(f"http://127.0.0.1:{port}/readyz", deadline, alive)
         await driver.warm_up(args.warmup, args.concurrency, deadline)
         return await driver.measure("trigger-router", args, lambda: [serve.pid])
-    finally:
-        processes.stop_group(serve, grace=30.0)
+    finally:  # in a thread: in-flight actions need the sink (this loop) to answer to finish
+        await asyncio.to_thread(processes.stop_group, serve, 30.0)
 
 
 def pct(values: list[float], q: int) -> float:
@@ -326,6 +327,8 @@ def report(args, results: list[Result]) -> None:
 
 
 async def main(args) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every finally below stops what it started.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     binary = None
     if args.build_only or "argo" in args.order:
         binary = argo_build.ensure_built(args.argo_version)
@@ -388,3 +391,5 @@ if __name__ == "__main__":
         asyncio.run(main(parse()))
     except KeyboardInterrupt:
         sys.exit(130)
+    except asyncio.CancelledError:
+        sys.exit(143)
