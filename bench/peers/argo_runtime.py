@@ -140,8 +140,12 @@ class ArgoEvents:
 
     def start(self) -> None:
         secret_dir = SECRETS_ROOT / self.secret_name
-        secret_dir.mkdir(parents=True, exist_ok=True)
-        (secret_dir / "secret").write_text(self.secret)
+        try:
+            secret_dir.mkdir(parents=True, exist_ok=True)
+            (secret_dir / "secret").write_text(self.secret)
+        except OSError as exc:
+            raise RuntimeError(f"Argo reads its webhook secret only from {SECRETS_ROOT}/<name>/<key>, "
+                               f"which this user cannot write: {exc}") from exc
         kubeconfig = self.work / "kubeconfig"
         kubeconfig.write_text(_KUBECONFIG)
         common = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LOG_LEVEL": "warn",
