@@ -1,0 +1,1 @@
+"""Benchmarks of trigger-router side by side with peer systems, run on this machine."""
