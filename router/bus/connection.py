@@ -29,6 +29,7 @@ from nats.js import JetStreamContext, api
 from router import errors
 from router.bus import backoff, consumers, kv, publishing
 from router.bus.publishing import Published, msg_id, subject_token  # noqa: F401 (the bus's surface)
+from router.bus.streams import ensure_streams, stream_configs  # noqa: F401 (the bus's surface)
 from router.config.settings import BusSettings, NatsSettings
 from router.model import events, tracecontext
 from router.telemetry import metrics
@@ -44,20 +45,6 @@ STUCK_AFTER = 60.0
 """Seconds a closed client may go unreplaced (a supervisor restarting :meth:`run`) before ``/healthz`` fails."""
 RECHECK = 30.0
 """Without readiness probes, how often :meth:`Bus.run` looks for lost pieces itself."""
-
-
-def stream_configs(bus: BusSettings) -> list[api.StreamConfig]:
-    def config(name: str, subject: str, description: str) -> api.StreamConfig:
-        return api.StreamConfig(
-            name=name, description=description, subjects=[f"{subject}.>"], retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE, max_age=bus.max_age, max_bytes=bus.max_bytes, num_replicas=bus.replicas,
-            duplicate_window=min(bus.duplicate_window, bus.max_age) if bus.max_age else bus.duplicate_window)
-
-    return [
-        config(bus.events_stream, bus.events_subject, "trigger-router: ingested CloudEvents"),
-        config(bus.outcomes_stream, bus.outcomes_subject, "trigger-router: run outcomes (CDEvents)"),
-        config(bus.deadletter_stream, bus.deadletter_subject, "trigger-router: undeliverable events"),
-    ]
 
 
 def connect_options(settings: NatsSettings, url: str) -> dict:
@@ -326,10 +313,15 @@ class Bus:
         published = await self.send(self.encode(event, subject))  # a bad event is refused even while down
         return metrics.published_all([event], [published])[0]
 
+    def encode_raw(self, subject: str, payload: bytes, msg_id: str,
+                   headers: dict[str, str] | None = None) -> publishing.Outgoing:
+        """``publishing.encode_raw`` for this bus: a non-CloudEvent record, checked, not sent."""
+        return publishing.encode_raw(subject, payload, msg_id, headers, self.max_payload)
+
     async def publish_raw(self, subject: str, payload: bytes, msg_id: str,
                           headers: dict[str, str] | None = None) -> Published:
         """Publish a non-CloudEvent record (a run, a dead letter) with an explicit dedupe id."""
-        return await self.send(publishing.encode_raw(subject, payload, msg_id, headers, self.max_payload))
+        return await self.send(self.encode_raw(subject, payload, msg_id, headers))
 
     async def send(self, message: publishing.Outgoing) -> Published:
         """Send an encoded message; returns once JetStream acknowledged storage."""
@@ -372,27 +364,6 @@ class Bus:
                 await self.nc.drain()
             except (nats.errors.Error, asyncio.TimeoutError):
                 await self.nc.close()
-
-
-async def ensure_streams(js: JetStreamContext, bus: BusSettings,
-                         extra: list[api.StreamConfig] = ()) -> list[str]:
-    """Create missing streams, update drifted ones (idempotent); what it created: ``stream <name>``."""
-    created = []
-    for config in [*stream_configs(bus), *extra]:
-        try:
-            info = await js.stream_info(config.name)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("created stream %s (%s)", config.name, config.subjects[0])
-            created.append(f"stream {config.name}")
-            continue
-        current = info.config
-        if (current.subjects, current.max_age, current.duplicate_window, current.max_bytes,
-                current.num_replicas) != (config.subjects, config.max_age, config.duplicate_window,
-                                          config.max_bytes, config.num_replicas):
-            await js.update_stream(config)
-            log.info("updated stream %s", config.name)
-    return created
 
 
 def shown(url: str) -> str:

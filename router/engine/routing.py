@@ -24,7 +24,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 from router import errors
-from router.bus import consumers
+from router.bus import consumers, publishing
 from router.bus.connection import Bus
 from router.config import logcontext
 from router.config.settings import Settings
@@ -81,10 +81,9 @@ class EventRouter:
 
     async def handle(self, messages: list[Msg]) -> None:
         metrics.routed(len(messages))
-        matcher = self.matcher
         progress = asyncio.create_task(self._progress(messages))
         try:
-            results = await asyncio.gather(*(self._route(msg, matcher) for msg in messages), return_exceptions=True)
+            results = await self._route_batch(messages, self.matcher)
         finally:
             progress.cancel()
         unavailable = [r for r in results if isinstance(r, errors.BusUnavailable)]
@@ -116,6 +115,59 @@ class EventRouter:
             await asyncio.sleep(interval)
             await asyncio.gather(*(msg.in_progress() for msg in messages), return_exceptions=True)
 
+    async def _route_batch(self, messages: list[Msg], matcher: Matcher) -> list[object]:
+        """Per message what ``handle`` settles it by: None (ack), ``DEAD`` or the exception.
+
+        Most events match only rules without a run policy or a join: those are matched and their
+        runs rendered here in turn, and every run of the batch is published at once (one pipeline,
+        ``Bus.send_many``). An event that needs a policy or a join decision, or a dead letter, goes
+        the slower way of its own task (``_route``), since those wait on the policy store."""
+        results: list[object] = [None] * len(messages)
+        slow: dict[int, asyncio.Future] = {}
+        planned: list[tuple[int, runs.RunRecord]] = []
+        for index, msg in enumerate(messages):
+            try:
+                plan = self._plan(msg, matcher)
+            except Exception as exc:  # noqa: BLE001 - one event's bug must not fail its batch
+                results[index] = exc
+                continue
+            if plan is None:
+                slow[index] = asyncio.ensure_future(self._route(msg, matcher))
+            else:
+                planned += [(index, record) for record in plan]
+        outgoing: list[tuple[int, publishing.Outgoing]] = []
+        for index, record in planned:
+            try:
+                outgoing.append((index, self._encoded(record)))
+            except errors.IngestError as exc:
+                results[index] = exc
+        sent = await self.bus.send_many([message for _, message in outgoing]) if outgoing else []
+        for (index, _), result in zip(outgoing, sent):
+            if isinstance(result, Exception) and results[index] is None:
+                results[index] = result
+        if slow:
+            for index, result in zip(slow, await asyncio.gather(*slow.values(), return_exceptions=True)):
+                results[index] = result
+        return results
+
+    def _plan(self, msg: Msg, matcher: Matcher) -> list[runs.RunRecord] | None:
+        """The runs of an event that needs no policy store, no join and no dead letter; None otherwise."""
+        try:
+            event = nats_binding.from_message(msg.headers, msg.data)
+        except errors.BadRequest:
+            return None
+        with logcontext.bound(event_id=event.id, event_type=event.type, source=event.source,
+                              trace_id=tracecontext.trace_id(tracecontext.of(event))):
+            rules = matcher.match(event)
+            if any(rule.correlation is not None or admission_mod.Admission.applies(rule) for rule in rules):
+                return None
+            where = (msg.metadata.stream, msg.metadata.sequence.stream)
+            records = []
+            for rule in rules:
+                metrics.matched(rule.name)
+                records.append(self._record(rule, event, where))
+            return records
+
     async def _route(self, msg: Msg, matcher: Matcher) -> object:
         try:
             event = nats_binding.from_message(msg.headers, msg.data)
@@ -144,16 +196,19 @@ class EventRouter:
         await asyncio.gather(*(self._store(record) for record in records))
 
     async def _store(self, record: runs.RunRecord) -> None:
+        await self.bus.send(self._encoded(record))
+
+    def _encoded(self, record: runs.RunRecord) -> publishing.Outgoing:
         subject = f"{self.settings.router.runs_subject}.{record.run_id}"
         try:
-            await self.bus.publish_raw(subject, record.dumps(), record.run_id)
+            return self.bus.encode_raw(subject, record.dumps(), record.run_id)
         except errors.PayloadTooLarge as exc:
             # The rendered parameters are what can grow without bound (a template copying the event):
             # the run is still recorded, and ends in error saying why, instead of looping forever.
             log.error("run %s rule=%s: record too large (%s); recording it as failed", record.run_id, record.rule,
                       exc.detail)
             record.params, record.render_error = {}, f"rendered parameters too large for the bus: {exc.detail}"
-            await self.bus.publish_raw(subject, record.dumps(), record.run_id)
+            return self.bus.encode_raw(subject, record.dumps(), record.run_id)
 
     async def _dead(self, msg: Msg, reason: str) -> None:
         try:

@@ -122,13 +122,27 @@ class _Variables:
         self.added: set[str] = set()
 
     def for_program(self, program: "cel.Program") -> "cel.Context":
-        missing = [name for name in program.variables() if name not in self.added]
+        missing = [name for name in _names(program) if name not in self.added]
         if missing:
             if self.values is None:
                 self.values = {**values(self.event), **(self.extra or {})}
             self.context.update({name: self.values[name] for name in missing if name in self.values})
             self.added.update(missing)
         return self.context
+
+
+_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def _names(program: "cel.Program") -> tuple[str, ...]:
+    """``program.variables()``, asked once per program (the dict holds the program, so its identity
+    is not reused); emptied when rule reloads have filled it with programs no longer used."""
+    names = _NAMES.get(program)
+    if names is None:
+        if len(_NAMES) >= 50_000:
+            _NAMES.clear()
+        names = _NAMES[program] = tuple(program.variables())
+    return names
 
 
 def variables(event: CloudEvent, extra: dict[str, Any] | None = None) -> _Variables:
