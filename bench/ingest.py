@@ -1,13 +1,21 @@
-"""Ingest benchmark: signed GitHub webhooks into JetStream, next to a trivial aiohttp JSON handler.
+"""Ingest benchmark: signed GitHub webhooks into JetStream, next to two baselines in the same run.
 
-Runs, in one go and all on loopback: a real nats-server, ``trigger-router serve`` against it, and a
-baseline aiohttp app that parses the JSON body and answers 202 (no signature, no publish). The same
-closed-loop load (fixed number of requests, fixed concurrency) goes to both; then an open-loop load
-paced at half of trigger-router's measured throughput gives the latency under moderate load.
+All on loopback, against one real nats-server:
 
-    .venv/bin/python bench/ingest.py [--requests 4000] [--concurrency 16]
+- **trivial**: an aiohttp app that parses the JSON body and answers 202 (no signature, no publish);
+- **minimal publish**: the limit for this stack, an aiohttp app that verifies the HMAC, publishes the
+  body to JetStream and awaits the storage ack, and nothing else (no normalization, no CloudEvent);
+- **trigger-router**: ``serve`` (``event_loop: auto``: uvloop when installed; ``--no-uvloop`` for the
+  stock loop). The baselines run on the stock asyncio loop, as a plain aiohttp app does.
 
-Prints a Markdown table for README. Every loop is bounded by a request count.
+Each run sends the same closed-loop load (fixed request count and concurrency) to each target,
+then an open-loop load paced at half of trigger-router's measured throughput to each (latency under
+moderate load, no coordinated omission). ``--runs`` repeats that against the same processes. Also
+printed: each server process's CPU time per request (user + system, from /proc) under the closed loop.
+
+    .venv/bin/python bench/ingest.py [--requests 4000] [--concurrency 16] [--runs 3] [--no-uvloop]
+
+Prints Markdown tables for docs/benchmarks.md. Every loop is bounded by a request count.
 """
 
 from __future__ import annotations
@@ -47,6 +55,34 @@ app.router.add_post("/webhooks/github", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+# The limit for this stack: what one aiohttp process can do when it verifies the HMAC, publishes the
+# body to JetStream and awaits the storage ack, and nothing else (no normalization, no CloudEvent).
+PUBLISH_APP = """
+import hashlib, hmac, sys
+import nats
+from aiohttp import web
+SECRET = sys.argv[3].encode()
+async def start(app):
+    app["nc"] = await nats.connect(sys.argv[2])
+    app["js"] = app["nc"].jetstream()
+    await app["js"].add_stream(name="BENCH", subjects=["bench.>"])
+async def stop(app):
+    await app["nc"].close()
+async def handle(request):
+    body = await request.read()
+    digest = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(digest, request.headers.get("X-Hub-Signature-256", "")):
+        return web.json_response({"error": "bad signature"}, status=401)
+    delivery = request.headers["X-GitHub-Delivery"]
+    await request.app["js"].publish("bench.github.push", body, headers={"Nats-Msg-Id": delivery})
+    return web.json_response({"accepted": True}, status=202)
+app = web.Application()
+app.on_startup.append(start)
+app.on_cleanup.append(stop)
+app.router.add_post("/webhooks/github", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -65,6 +101,20 @@ async def wait_up(url: str) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} never came up")
+
+
+async def wait_ready(url: str) -> None:
+    """``GET url`` (a router's /readyz) answers 200: streams and buckets exist, ingest can store."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never answered 200")
 
 
 def headers(n: int, run: str) -> dict[str, str]:
@@ -115,49 +165,105 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
 
+TARGETS = ("trivial", "publish", "router")
+NAMES = {"trivial": "trivial aiohttp JSON handler",
+         "publish": "minimal aiohttp: HMAC + JetStream publish + ack",
+         "router": "trigger-router (verify + normalize + publish + ack)"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(urls: dict[str, str], pids: dict[str, int], requests: int, concurrency: int, run: int) -> dict:
+    """One run: closed loop on each target, then an open loop on each at half the router's rate."""
+    closed, cpu = {}, {}
+    for target in TARGETS:
+        before = cpu_seconds(pids[target])
+        closed[target] = await closed_loop(urls[target], requests, concurrency, f"c{run}{target}")
+        cpu[target] = (cpu_seconds(pids[target]) - before) / requests * 1e6
+    rate = closed["router"][0] / 2
+    paced = {target: await open_loop(urls[target], rate, requests // 2, f"o{run}{target}") for target in TARGETS}
+    return {"closed": closed, "paced": paced, "rate": rate, "cpu": cpu}
+
+
+def report(result: dict, run: int) -> None:
+    closed, paced, rate = result["closed"], result["paced"], result["rate"]
+    print(f"\nrun {run}\n")
+    print("| load | target | req/s | p50 ms | p99 ms | server CPU µs/req |")
+    print("|---|---|---:|---:|---:|---:|")
+    for target in TARGETS:
+        r, lat = closed[target]
+        print(f"| closed loop | {NAMES[target]} | {r:,.0f} | {pct(lat, 50):.2f} | {pct(lat, 99):.2f} | "
+              f"{result['cpu'][target]:,.0f} |")
+    for target in TARGETS:
+        lat = paced[target]
+        print(f"| open loop at {rate:,.0f} req/s | {NAMES[target]} | - | {pct(lat, 50):.2f} | {pct(lat, 99):.2f} | - |")
+    router = closed["router"][0]
+    print(f"\nrouter / trivial {router / closed['trivial'][0]:.2f} (target >= 0.70); "
+          f"router / minimal publish {router / closed['publish'][0]:.2f} (target >= 0.90); "
+          f"router p99 at half rate {pct(paced['router'], 99):.2f} ms (target <= 5 ms)")
+
+
+def summary(results: list[dict]) -> None:
+    print("\n| run | router / trivial | router / minimal publish | router p99 at half rate (ms) |")
+    print("|---:|---:|---:|---:|")
+    for run, result in enumerate(results, 1):
+        closed = result["closed"]
+        router = closed["router"][0]
+        print(f"| {run} | {router / closed['trivial'][0]:.2f} | {router / closed['publish'][0]:.2f} | "
+              f"{pct(result['paced']['router'], 99):.2f} |")
+
+
+def start_targets(tmp: str, nats_url: str, uvloop: bool) -> tuple[dict[str, str], dict[str, subprocess.Popen]]:
+    ports = {target: free_port() for target in TARGETS}
+    env = {**os.environ, "TRIGGER_ROUTER_NATS__URL": nats_url, "TRIGGER_ROUTER_HTTP__PORT": str(ports["router"]),
+           "TRIGGER_ROUTER_GITHUB__SECRETS": f'["{SECRET}"]', "TRIGGER_ROUTER_LOG__LEVEL": "warning",
+           "TRIGGER_ROUTER_STATE_DIR": tmp, "TRIGGER_ROUTER_EVENT_LOOP": "auto" if uvloop else "asyncio"}
+    processes = {
+        "router": subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, cwd=ROOT,
+                                   start_new_session=True),
+        "trivial": subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(ports["trivial"])], start_new_session=True),
+        "publish": subprocess.Popen([sys.executable, "-c", PUBLISH_APP, str(ports["publish"]), nats_url, SECRET],
+                                    start_new_session=True),
+    }
+    return {target: f"http://127.0.0.1:{port}/webhooks/github" for target, port in ports.items()}, processes
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3, help="consecutive runs against the same processes")
+    parser.add_argument("--no-uvloop", action="store_true", help="run serve on the stock asyncio loop")
     args = parser.parse_args()
 
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         nats_server = NatsServer(Path(tmp) / "js").start()
-        router_port, baseline_port = free_port(), free_port()
-        env = {**os.environ, "TRIGGER_ROUTER_NATS__URL": nats_server.url, "TRIGGER_ROUTER_HTTP__PORT": str(router_port),
-               "TRIGGER_ROUTER_GITHUB__SECRETS": f'["{SECRET}"]', "TRIGGER_ROUTER_LOG__LEVEL": "warning",
-               "TRIGGER_ROUTER_STATE_DIR": tmp}
-        processes = [
-            subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, cwd=ROOT, start_new_session=True),
-            subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(baseline_port)], start_new_session=True),
-        ]
-        router_url = f"http://127.0.0.1:{router_port}/webhooks/github"
-        baseline_url = f"http://127.0.0.1:{baseline_port}/webhooks/github"
+        urls, processes = start_targets(tmp, nats_server.url, not args.no_uvloop)
         try:
-            await wait_up(baseline_url)
-            await wait_up(f"http://127.0.0.1:{router_port}/readyz")
-            await closed_loop(router_url, 300, args.concurrency, "warm")  # warm-up
-            await closed_loop(baseline_url, 300, args.concurrency, "warm")
-            base_rate, base_lat = await closed_loop(baseline_url, args.requests, args.concurrency, "base")
-            rate, lat = await closed_loop(router_url, args.requests, args.concurrency, "max")
-            paced = await open_loop(router_url, rate / 2, args.requests // 2, "paced")
-            base_paced = await open_loop(baseline_url, rate / 2, args.requests // 2, "bpaced")
+            for target in ("trivial", "publish"):
+                await wait_up(urls[target])
+            await wait_ready(urls["router"].replace("/webhooks/github", "/readyz"))
+            for target in TARGETS:  # warm-up
+                await closed_loop(urls[target], 300, args.concurrency, f"warm{target}")
+            for run in range(1, args.runs + 1):
+                results.append(await measure(urls, {t: p.pid for t, p in processes.items()},
+                                             args.requests, args.concurrency, run))
         finally:
-            for process in processes:
+            for process in processes.values():
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(15)
             nats_server.stop()
 
     print(f"\n{args.requests} signed GitHub push webhooks ({len(BODY)} B), concurrency {args.concurrency}, "
-          f"{os.cpu_count()} cores, loopback\n")
-    print("| load | target | req/s | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|")
-    print(f"| closed loop | trivial aiohttp JSON handler | {base_rate:,.0f} | {pct(base_lat, 50):.2f} | {pct(base_lat, 99):.2f} |")
-    print(f"| closed loop | trigger-router (verify + publish + JetStream ack) | {rate:,.0f} | {pct(lat, 50):.2f} | {pct(lat, 99):.2f} |")
-    print(f"| open loop at {rate / 2:,.0f} req/s | trivial aiohttp JSON handler | - | {pct(base_paced, 50):.2f} | {pct(base_paced, 99):.2f} |")
-    print(f"| open loop at {rate / 2:,.0f} req/s | trigger-router | - | {pct(paced, 50):.2f} | {pct(paced, 99):.2f} |")
-    print(f"\nthroughput ratio trigger-router / trivial: {rate / base_rate:.2f} (target >= 0.60)")
-    print(f"p99 at half rate: {pct(paced, 99):.2f} ms (target <= 5 ms)")
+          f"{os.cpu_count()} cores, loopback, serve on {'stock asyncio' if args.no_uvloop else 'uvloop if installed'}")
+    for run, result in enumerate(results, 1):
+        report(result, run)
+    summary(results)
 
 
 if __name__ == "__main__":
