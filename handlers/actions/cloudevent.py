@@ -22,6 +22,7 @@ match): ``cluster_only``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -122,16 +123,25 @@ async def _read(content: aiohttp.StreamReader) -> bytes:
     return b"".join(chunks)
 
 
-async def _post(url: str, headers: dict[str, str], body: bytes, timeout: float
+async def _post(url: str, headers: dict[str, str], body: bytes, timeout: float, shared: Any = None
                 ) -> tuple[int, dict[str, str], list[tuple[str, str]], str | None, bytes]:
-    """(status, headers, header list, content type, body); ``TemporaryError`` when no answer came."""
+    """(status, headers, header list, content type, body); ``TemporaryError`` when no answer came.
+    On the executor's ``shared`` session when there is one: a function or sink called by every run
+    keeps its connections (a new TCP connection per run was the largest cost of the action)."""
     try:
-        async with aiohttp.ClientSession() as session:
+        async with contextlib.AsyncExitStack() as stack:
+            session = shared or await stack.enter_async_context(aiohttp.ClientSession())
             async with session.post(url, data=body, headers=headers, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
                 data = await _read(answer.content)
                 return (answer.status, dict(answer.headers), list(answer.headers.items()),
                         answer.headers.get("Content-Type"), data)
+    except aiohttp.ServerDisconnectedError as exc:
+        if shared is None:
+            raise errors.TemporaryError(f"{shown(url)}: the receiver closed the connection without an answer") from exc
+        # A kept-alive connection the receiver closed just as it was reused: once more on a new one
+        # (the event has a stable ce-id, so a receiver that did take it can drop the repeat).
+        return await _post(url, headers, body, timeout)
     except asyncio.TimeoutError as exc:
         raise errors.TemporaryError(f"{shown(url)}: no answer within {timeout:g}s") from exc
     except aiohttp.ClientError as exc:  # some name the URL, query (a key) and all: shown without it
@@ -163,7 +173,8 @@ async def call(params: CloudEventFunction, context: actions.Context) -> actions.
         headers["traceparent"] = context.traceparent
     timeout = min(params.timeout, max(context.timeout - 0.5, 0.1))
     started = time.perf_counter()
-    status, answer_headers, header_list, content_type, data = await _post(params.url, headers, body, timeout)
+    status, answer_headers, header_list, content_type, data = await _post(params.url, headers, body, timeout,
+                                                                          context.session)
     check: dict[str, Any] = {"name": f"function {shown(params.url)}", "url": shown(params.url), "status": status,
                              "latencyMs": round((time.perf_counter() - started) * 1000, 1)}
     if status >= 500 or status in RETRIED:

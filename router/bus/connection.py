@@ -303,14 +303,16 @@ class Bus:
     def subject_for(self, event: events.CloudEvent) -> str:
         return f"{self.config.events_subject}.{subject_token(event.type)}"
 
-    def encode(self, event: events.CloudEvent, subject: str | None = None) -> publishing.Outgoing:
+    def encode(self, event: events.CloudEvent, subject: str | None = None,
+               headers: dict[str, str] | None = None) -> publishing.Outgoing:
         """``publishing.encode`` for this bus: every bound checked, nothing sent. An event without
         a valid ``traceparent`` starts a new trace here (``model.tracecontext``)."""
         return publishing.encode(tracecontext.ensure(event), subject or self.subject_for(event), self.max_payload,
-                                 from_type=subject is None)
+                                 from_type=subject is None, headers=headers)
 
-    async def publish(self, event: events.CloudEvent, subject: str | None = None) -> Published:
-        published = await self.send(self.encode(event, subject))  # a bad event is refused even while down
+    async def publish(self, event: events.CloudEvent, subject: str | None = None,
+                      headers: dict[str, str] | None = None) -> Published:
+        published = await self.send(self.encode(event, subject, headers))  # a bad event is refused even while down
         return metrics.published_all([event], [published])[0]
 
     def encode_raw(self, subject: str, payload: bytes, msg_id: str,

@@ -69,17 +69,19 @@ def subject_token(value: str) -> str:
     return ".".join(token or "_" for token in tokens)
 
 
-def encode(event: events.CloudEvent, subject: str, max_payload: int, *, from_type: bool = True) -> Outgoing:
+def encode(event: events.CloudEvent, subject: str, max_payload: int, *, from_type: bool = True,
+           headers: dict[str, str] | None = None) -> Outgoing:
     """The message for ``event`` on ``subject``; ``IngestError`` naming the limit or attribute if it
-    could never be stored. ``from_type``: the subject was built from the event's ``type``."""
+    could never be stored. ``from_type``: the subject was built from the event's ``type``;
+    ``headers``: NATS headers of the router's own beside the event's (not ``ce-``, so not attributes)."""
     limits.check_subject(subject, "type" if from_type else None)
     limits.check_attributes(event.attributes)
     try:
-        headers, payload = nats_binding.to_binary(event)
+        binary, payload = nats_binding.to_binary(event)
     except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") from a JSON string
         raise errors.BadRequest(f"attribute '{_unencodable(event)}' is not valid Unicode",
                                 field=_unencodable(event)) from exc
-    headers["Nats-Msg-Id"] = msg_id(event)
+    headers = {**binary, **(headers or {}), "Nats-Msg-Id": msg_id(event)}
     try:
         limits.check_headers(headers)
     except errors.BadRequest as exc:  # name the attribute the sender wrote, not its header

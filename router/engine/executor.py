@@ -30,13 +30,14 @@ import socket
 import time
 import uuid
 
+import aiohttp
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from router import errors
-from router.bus import consumers, stored
+from router.bus import consumers, kv, stored
 from router.bus.connection import Bus, subject_token
 from router.config import logcontext
 from router.config.settings import Settings
@@ -74,6 +75,8 @@ class Executor:
         self.reports: reports.ReportStates | None = None
         self.gate: gate_mod.Gate | None = None
         self.correlator: correlation.Correlator | None = None
+        self.session: aiohttp.ClientSession | None = None
+        """Shared by the actions that call one service for many runs (``actions.Context.session``)."""
 
     async def open_policies(self) -> None:
         store = await PolicyStore.open(self.bus.js, self.settings)
@@ -92,11 +95,13 @@ class Executor:
     async def run(self) -> None:
         await self.open_policies()
         subscription = await self.subscribe()
+        self.session = aiohttp.ClientSession()
         try:
             await consumers.work(subscription, self.settings.router.concurrency, "runs", self.execute, self.active)
         finally:
             await consumers.unsubscribe(subscription)
             await self.gate.stop()
+            await self.session.close()
 
     @property
     def result_budget(self) -> int:
@@ -153,10 +158,11 @@ class Executor:
             loaded = loaded or await self._trigger(record)
             return loaded[0]
 
+        created: kv.Entry | None = None
         for _ in range(CAS_ROUNDS):
-            entry = await self.states.entry(record.run_id)
+            entry, created = created or await self.states.entry(record.run_id), None
             if entry is None:
-                await self._announce(record, await trigger())
+                created = await self._announce(record, await trigger())  # what it wrote: no read back
                 continue
             state, revision = entry.value or {}, entry.revision
             if state.get("state") == "finished":
@@ -286,7 +292,8 @@ class Executor:
         except ValidationError as exc:
             return outcomes.Result("error", f"invalid parameters: {exc.errors()[0]['msg']}"), 0
         context = plugin_actions.Context(record.run_id, record.rule, trigger, record.timeout, traceparent,
-                                         joined=await self._joined(record), publish=self.bus.publish)
+                                         joined=await self._joined(record), publish=self.bus.publish,
+                                         session=self.session)
         return await attempts.attempt(action.run, record.action, params, context, retry_limit=record.retry_limit,
                                       retry_backoff=record.retry_backoff, retry_max_backoff=record.retry_max_backoff,
                                       guard=functools.partial(gate_mod.cancellable, cancelled=cancelled))
@@ -299,8 +306,9 @@ class Executor:
             joined[name] = found or events.make({k: kept.get(k) or "unknown" for k in ("id", "source", "type")})
         return joined
 
-    async def _announce(self, record: runs.RunRecord, trigger) -> None:
-        """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome."""
+    async def _announce(self, record: runs.RunRecord, trigger) -> kv.Entry | None:
+        """``queued``: the state bucket entry (create-only) and the testsuiterun.queued outcome; the
+        entry written, or None when another delivery had created it."""
         state = {"runId": record.run_id, "rule": record.rule, "action": record.action, "state": "queued",
                  "queuedAt": record.queued_at, "environment": record.environment,
                  "event": record.about()}
@@ -316,15 +324,19 @@ class Executor:
             state["joined"] = {name: {"id": e.get("id"), "type": e.get("type")} for name, e in record.events.items()}
         if record.report:  # before the state: a run with a state and reporters always has its plan
             await self.reports.plan(record.run_id, reports.entry_for(record))
-        if await self.states.create(record.run_id, state) is not None:
-            await self._publish("queued", record, trigger)
+        revision = await self.states.create(record.run_id, state)
+        if revision is None:
+            return None  # another delivery created it first: read it back
+        await self._publish("queued", record, trigger)
+        return kv.Entry(state, revision)
 
     async def _publish(self, stage: str, record: runs.RunRecord, trigger, result=None, attempts=0, duration=None,
                        timestamp: str | None = None):
         event = outcomes.build(stage, run_id=record.run_id, rule=record.rule, action=record.action,
                                environment=record.environment, trigger=trigger, result=result,
                                attempts=attempts, duration=duration, timestamp=timestamp)
-        await self.bus.publish(event, outcome_subject(self.settings.bus.outcomes_subject, stage, record.rule))
+        await self.bus.publish(event, outcome_subject(self.settings.bus.outcomes_subject, stage, record.rule),
+                               {reports.HEADER: "1" if record.report else "0"})
         if stage == "finished" and self.settings.router.route_outcomes:
             # After the outcomes stream: a crash in between publishes both again, same id, stored once each.
             await self.bus.publish(event)

@@ -98,7 +98,7 @@ class ReportWorker:
             log.warning("undecodable outcome on %s (%s); not reported", msg.subject, exc)
             await _settle(msg.ack())
             return
-        if run_id is None:
+        if run_id is None or (msg.headers or {}).get(reports.HEADER) == "0":  # no reporters: no lookup
             await _settle(msg.ack())
             return
         logcontext.bind(run_id=run_id, stage=stage, trace_id=tracecontext.trace_id(tracecontext.of(outcome)))

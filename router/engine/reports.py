@@ -24,7 +24,12 @@ from router.engine import runs
 from router.model import commits, events
 from router.plugins.reporters import STAGES
 
-__all__ = ["MAX_ATTEMPTS_KEPT", "ReportStates", "done", "plan", "summary"]
+__all__ = ["HEADER", "MAX_ATTEMPTS_KEPT", "ReportStates", "done", "plan", "summary"]
+
+HEADER = "Tr-Reports"
+"""NATS header (not a CloudEvent attribute) on every outcome the executor publishes: ``1`` when the
+run has reporters, ``0`` when not, so the reporting worker skips the lookup for most outcomes. An
+outcome without it (from an older router) is looked up as before."""
 
 MAX_ATTEMPTS_KEPT = 20
 """Attempts kept per reporter and run; older ones are dropped (the count is kept)."""

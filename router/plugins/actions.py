@@ -57,3 +57,8 @@ class Context:
     the action runs without a bus (``rules test``, unit tests). Raises ``errors.IngestError``
     (``BusUnavailable`` while JetStream cannot store, ``BadRequest``/``PayloadTooLarge`` for an
     event that can never be stored)."""
+    session: Any = None
+    """The executor's shared ``aiohttp.ClientSession`` (kept-alive connections, no base URL, no
+    default headers) for actions that call a service many runs share (``cloudevent``), or None
+    (``functions invoke``, unit tests): then open one for the call. A probe of a deployment should
+    open its own, so each run measures fresh connections."""

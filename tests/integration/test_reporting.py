@@ -260,3 +260,22 @@ async def test_a_router_killed_mid_report_leaves_nothing_unreported(nats_url, se
 
 async def _at_least(sink: Sink, count: int) -> bool:
     return len(sink.at("/events")) >= count
+
+
+async def outcome_headers(nats_url: str) -> list[str | None]:
+    """``Tr-Reports`` of every message on the outcomes stream, in order."""
+    async with routers.connected(nats_url) as nc:
+        last = (await nc.js.stream_info("TR_OUTCOMES")).state.last_seq
+        return [(await nc.js.get_msg("TR_OUTCOMES", seq)).headers.get("Tr-Reports") for seq in range(1, last + 1)]
+
+
+@pytest.mark.parametrize("report, said", [([], "0"), ([{"cloudevent": {"uri": "{sink}/events"}}], "1")])
+async def test_outcomes_tell_the_reporting_worker_whether_to_look(nats_url, serve, sink, tmp_path, report, said):
+    report = [{"cloudevent": {"uri": r["cloudevent"]["uri"].format(sink=sink.url)}} for r in report]
+    log = serve(report)
+    await routers.publish_events(nats_url, 1, "deploy")
+    run = await run_of(nats_url, tmp_path, log)
+    if report:  # the worker did look, and reported the run
+        await reported(nats_url, run["runId"], tmp_path, lambda r: r and r[0]["stage"] == "finished")
+    assert await outcome_headers(nats_url) == [said] * 3  # queued, started, finished
+    assert len(sink.at("/events")) == (1 if report else 0)
