@@ -76,7 +76,6 @@ def run(settings: Settings) -> None:
     """``serve`` on the loop ``event_loop`` chooses."""
     factory = loop_factory(settings.event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
-        log.info("event loop: %s", "uvloop" if factory else "asyncio")
         runner.run(serve(settings))
 
 
@@ -111,7 +110,8 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         except OSError as exc:
             raise errors.ConfigError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
                                      f"{exc.strerror or exc}", path="http.port") from exc
-        log.info("HTTP edge listening on %s", ", ".join(str(s.name) for s in runner.sites))
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+        log.info("HTTP edge listening on %s (event loop: %s)", ", ".join(str(s.name) for s in runner.sites), loop)
         if settings.web.enabled:
             log.info("run-history web view at /ui/ (%s)", "credentials required" if settings.web.has_credentials()
                      else "no credentials configured: open, on loopback only")
