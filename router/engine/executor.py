@@ -159,6 +159,8 @@ class Executor:
             return loaded[0]
 
         created: kv.Entry | None = None
+        if msg.metadata.num_delivered == 1:  # a first delivery's state is still to be made: no read first
+            created = await self._announce(record, await trigger())
         for _ in range(CAS_ROUNDS):
             entry, created = created or await self.states.entry(record.run_id), None
             if entry is None:
