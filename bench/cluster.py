@@ -43,7 +43,7 @@ from nats.js import api
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from ingest import BODY, SECRET, closed_loop, free_port, headers, open_loop, pct, wait_up  # noqa: E402
+from ingest import BODY, SECRET, closed_loop, free_port, headers, open_loop, paced, pct, wait_up  # noqa: E402
 from tests.support import natscluster, processes  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
 
@@ -125,13 +125,7 @@ async def failover_load(url: str, rate: float, requests: int, result: Failover) 
                 status = 0
             result.answers.append(Answer(hdrs["X-GitHub-Delivery"], status, sent, time.perf_counter()))
 
-        tasks, begin = [], time.perf_counter()
-        for n in range(requests):
-            delay = begin + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(n)))
-        await asyncio.gather(*tasks)
+        await paced(rate, requests, one)
 
 
 async def stream_leader(js) -> str:

@@ -36,6 +36,7 @@ import tempfile
 import time
 import types
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import aiohttp
 
@@ -154,14 +155,19 @@ async def open_loop(url: str, rate: float, requests: int, run: str) -> list[floa
                 await response.read()
             latencies.append(time.perf_counter() - start)
 
-        tasks, begin = [], time.perf_counter()
-        for n in range(requests):
-            delay = begin + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(n)))
-        await asyncio.gather(*tasks)
+        await paced(rate, requests, one)
     return latencies
+
+
+async def paced(rate: float, requests: int, one: Callable[[int], Awaitable[None]]) -> None:
+    """``one(n)`` for each n below ``requests``, started ``rate`` times a second whatever the answers."""
+    tasks, begin = [], time.perf_counter()
+    for n in range(requests):
+        delay = begin + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
 
 
 def pct(values: list[float], q: float) -> float:

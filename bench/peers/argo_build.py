@@ -18,8 +18,6 @@ root). Two things differ from the control-plane build:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -30,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.kubeplane import build as kubeplane_build
 from tests.support import processes
 
 MODULE = "github.com/argoproj/argo-events"
@@ -69,21 +68,10 @@ def ensure_built(version: str = VERSION, log=None) -> Path:
         return binary(version)
     directory = home(version)
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory, log):
+    with kubeplane_build.locked(directory, log, "argo-events"):
         if not is_built(version):  # another process may have finished it while we waited
             _build(version, directory, log)
     return binary(version)
-
-
-@contextlib.contextmanager
-def _locked(directory: Path, log):
-    with open(directory / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"argo-events: another process is building; waiting for {directory / '.lock'}")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _build(version: str, directory: Path, log) -> None:

@@ -132,7 +132,7 @@ def ensure_built(versions: Versions = Versions(), log=None) -> Path:
         return bin_dir(versions)
     home = cache_root() / versions.key
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home, log):
+    with locked(home, log):
         if not is_built(versions):  # another process may have finished it while we waited
             _build(versions, home, log)
     return bin_dir(versions)
@@ -153,7 +153,7 @@ def ensure_tools(versions: ToolVersions = ToolVersions(), log=None) -> Tools:
     if not tools_built(versions):
         home = cache_root() / versions.key
         home.mkdir(parents=True, exist_ok=True)
-        with _locked(home, log):
+        with locked(home, log):
             if not tools_built(versions):
                 _build_tools(versions, home, log)
     directory = tools_dir(versions)
@@ -161,12 +161,13 @@ def ensure_tools(versions: ToolVersions = ToolVersions(), log=None) -> Tools:
 
 
 @contextlib.contextmanager
-def _locked(home: Path, log):
+def locked(home: Path, log, what: str = "kubeplane"):
+    """``home`` to ourselves for a build: another process building there is waited for (and said)."""
     with open(home / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log(f"kubeplane: another process is building; waiting for {home / '.lock'}")
+            log(f"{what}: another process is building; waiting for {home / '.lock'}")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
