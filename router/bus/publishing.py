@@ -134,8 +134,11 @@ class Acks:
     async def _publish(self, message: Outgoing) -> asyncio.Future:
         if self._subscribed is None:  # one subscription, made by the first sender; the rest wait on it
             self._subscribed = asyncio.ensure_future(self.nc.subscribe(f"{self._prefix}.*", cb=self._reply))
-        if not self._subscribed.done():
+        try:
             await asyncio.shield(self._subscribed)
+        except nats.errors.Error as exc:  # the connection closed under it: the next sender tries again
+            self._subscribed = None
+            raise errors.BusUnavailable(f"JetStream did not confirm storage: {exc.__class__.__name__}") from exc
         token = str(next(self._tokens))
         future = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
