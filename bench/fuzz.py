@@ -34,7 +34,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support import hostile  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 GITHUB_SECRET = "fuzz-github-secret"
 GITLAB_TOKEN = "fuzz-gitlab-token"
@@ -62,12 +62,6 @@ ANSWER_TIMEOUT = 15.0
 DIGEST = "sha256:" + "ab" * 32
 STREAMS = ("TR_EVENTS", "TR_DEADLETTER")
 LOST_BUS = re.compile(r"disconnected from NATS|NATS client was closed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- what is mutated ------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.natsserver import NatsServer  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402, F401 (bench/cluster.py imports it from here)
 
 SECRET = "bench-secret"
 BODY = (ROOT.parent / "shared/fixtures/github/push/payload.json").read_bytes()
@@ -86,12 +86,6 @@ app.on_cleanup.append(stop)
 app.router.add_post("/webhooks/github", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_up(url: str) -> None:

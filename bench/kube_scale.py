@@ -32,7 +32,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from handlers.kubernetes import client as kube  # noqa: E402
 from handlers.kubernetes.settings import KubernetesSettings  # noqa: E402
 from tests.kubeplane import build, cluster  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 CRASH = "io.k8s.pod.crashloop"
 
@@ -69,12 +69,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Serve:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from router.plugins import catalog
+from tests.support import ports
 from tests.support.natscluster import NatsCluster
 from tests.support.natsserver import NatsServer
 
@@ -40,6 +40,4 @@ def nats_cluster(tmp_path):
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return ports.free_port()

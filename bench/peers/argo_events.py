@@ -36,7 +36,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from bench.peers import argo_build, argo_runtime  # noqa: E402
 from tests.support import processes  # noqa: E402
 from tests.support.natsserver import NatsServer  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.sink import Sink  # noqa: E402
 
 SECRET = "bench-secret"
@@ -94,12 +94,6 @@ class Result:
         if not self.arrived:
             return 0.0
         return len(self.arrived) / (max(self.arrived.values()) - min(self.sent_at.values()))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def delivery_of(received) -> str:

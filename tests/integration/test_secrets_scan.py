@@ -19,7 +19,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 from tests.conftest import SHARED
 from tests.support import processes, routers
 from tests.support.natsserver import NatsServer
+from tests.support.ports import free_ports
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "registry"
 SECRETS = {
@@ -249,16 +249,6 @@ def cli(args: list[str], env: dict[str, str], seen: Seen) -> int:
     seen.add(f"stdout of {' '.join(args)}", done.stdout)
     seen.add(f"stderr of {' '.join(args)}", done.stderr)
     return done.returncode
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

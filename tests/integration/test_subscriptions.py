@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from router.model import event_types, events, outcomes
 from tests.conftest import SHARED
 from tests.integration.conftest import make_settings, serve_edge
 from tests.support import routers
+from tests.support.ports import free_port
 from tests.support.sink import Sink
 
 TOKEN = "subscriptions-token"
@@ -82,11 +82,6 @@ def refusal(body: dict, status: int) -> dict:
 
 
 # --- routers and the bus ------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

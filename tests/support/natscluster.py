@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,20 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import natsserver, processes
+from tests.support.ports import free_ports
 
 CLUSTER = "tr-test"
-
-
-def free_ports(count: int) -> list[int]:
-    # All bound at once so they differ; released just before the servers bind them.
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass

@@ -7,7 +7,6 @@ notifications endpoint (the router's edge, with an ``Authorization`` header) and
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -17,14 +16,9 @@ from pathlib import Path
 import yaml
 
 from tests.support import processes
+from tests.support.ports import free_port  # noqa: F401 (the tests import it from here)
 
 BINARY = "/usr/bin/docker-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RegistryServer:

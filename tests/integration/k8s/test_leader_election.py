@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from tests.integration.k8s import watching
 from tests.integration.k8s.conftest import CLUSTER, apply_deployment, deployment
 from tests.integration.k8s.test_watch_resilience import IMAGES, rolled_out, set_image
 from tests.support import processes, routers
+from tests.support.ports import free_ports  # noqa: F401 (test_drift imports it from here)
 
 LEASE_DURATION = 4.0
 
@@ -42,16 +42,6 @@ def start(tmp_path: Path, name: str, nats_url: str, kubeconfig: Path, namespace:
     with open(tmp_path / f"{name}.log", "a") as log:
         return subprocess.Popen([sys.executable, "-m", "router.cli", "serve"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def healthy(port: int) -> bool:
