@@ -13,6 +13,8 @@ the digest). Other event types (pulls, deletes, stopped scans, quota) are accept
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from handlers.sources.registries import push
 from handlers.sources.registries import settings as registry_settings
 from handlers.sources.registries import webhook_auth
@@ -42,16 +44,10 @@ class HarborSource(webhook_auth.SharedSecretSource):
             return self.scans(payload, kind)
         if kind != "PUSH_ARTIFACT":
             return []
-        repo_full_name = push.require(payload, "event_data", "repository", "repo_full_name")
-        resources = push.require(payload, "event_data", "resources", kind=list)
         published: list[events.CloudEvent] = []
-        for index in range(len(resources)):
-            where = ("event_data", "resources", index)
-            digest = push.digest(push.require(payload, *where, "digest"), f"event_data.resources[{index}].digest")
-            resource_url = push.require(payload, *where, "resource_url")
-            host = resource_url.split("/", 1)[0]
+        for where, repository, digest in _resources(payload):
             tag = push.optional(payload, *where, "tag")
-            pushed = artifacts.Push("harbor", f"{host}/{repo_full_name}", digest, tag)
+            pushed = artifacts.Push("harbor", repository, digest, tag)
             published += push.events_for(
                 pushed, event_type=event_types.HARBOR_PUSH,
                 event_id=cdevents.deterministic_id("harbor", kind, str(payload.get("occur_at")),
@@ -60,14 +56,8 @@ class HarborSource(webhook_auth.SharedSecretSource):
         return published
 
     def scans(self, payload: dict, kind: str) -> list[events.CloudEvent]:
-        repo_full_name = push.require(payload, "event_data", "repository", "repo_full_name")
-        resources = push.require(payload, "event_data", "resources", kind=list)
         published: list[events.CloudEvent] = []
-        for index in range(len(resources)):
-            where = ("event_data", "resources", index)
-            digest = push.digest(push.require(payload, *where, "digest"), f"event_data.resources[{index}].digest")
-            host = push.require(payload, *where, "resource_url").split("/", 1)[0]
-            repository = f"{host}/{repo_full_name}"
+        for where, repository, digest in _resources(payload):
             report = _vulnerability_report(push.optional(payload, *where, "scan_overview", kind=dict) or {})
             data = {"registry": "harbor", "repository": repository, "digest": digest,
                     "tag": push.optional(payload, *where, "tag"), **_summary(report)}
@@ -79,6 +69,18 @@ class HarborSource(webhook_auth.SharedSecretSource):
                 attributes["time"] = time
             published.append(events.make(attributes, {**data, "payload": payload}))
         return published
+
+
+def _resources(payload: dict) -> Iterator[tuple[tuple, str, str]]:
+    """Per entry of ``event_data.resources`` (push and scan events alike): its path in the payload,
+    its repository (``<host of resource_url>/<repo_full_name>``) and its checked digest."""
+    repo_full_name = push.require(payload, "event_data", "repository", "repo_full_name")
+    resources = push.require(payload, "event_data", "resources", kind=list)
+    for index in range(len(resources)):
+        where = ("event_data", "resources", index)
+        digest = push.digest(push.require(payload, *where, "digest"), f"event_data.resources[{index}].digest")
+        host = push.require(payload, *where, "resource_url").split("/", 1)[0]
+        yield where, f"{host}/{repo_full_name}", digest
 
 
 def _vulnerability_report(overview: dict) -> dict:
