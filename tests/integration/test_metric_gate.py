@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections import defaultdict
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -107,13 +108,36 @@ async def test_healthy_traffic_passes_with_every_measurement_in_the_checks(scrap
     assert result.checks[0]["query"] == RATIO.format(hash=NEW) and result.checks[0]["condition"] == "< 0.01"
 
 
+@contextlib.asynccontextmanager
+async def counting_proxy(base: str):
+    """(URL, answered queries): Prometheus's query API behind a proxy that counts what the gate asked."""
+    answered: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as http:
+            async with http.request(request.method, base + request.path_qs, data=await request.read(),
+                                    headers={"Content-Type": request.content_type}) as upstream:
+                body = await upstream.read()
+        answered.append(request.path)
+        return web.Response(body=body, status=upstream.status, content_type=upstream.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", forward)
+    async with httpserver.serving(app) as url:
+        yield url, answered
+
+
 async def test_an_error_spike_fails_the_gate_before_the_window_ends(scraped):
     served, base = scraped
-    started = time.monotonic()
-    running = asyncio.create_task(gate(base, window="60s", failureLimit=1))
-    await asyncio.sleep(3)
-    served.error_share[NEW] = 0.5  # the new pods start failing half their requests
-    result = await asyncio.wait_for(running, 30)
+    async with counting_proxy(base) as (proxy, answered):
+        started = time.monotonic()
+        running = asyncio.create_task(gate(proxy, window="60s", failureLimit=1))
+
+        async def measured_three_times() -> bool:
+            return len(answered) >= 3
+        await routers.until(measured_three_times, 30, "the gate measured clean traffic 3 times")
+        served.error_share[NEW] = 0.5  # the new pods start failing half their requests
+        result = await asyncio.wait_for(running, 30)
     elapsed = time.monotonic() - started
     assert result.outcome == "failure", result.reason
     assert elapsed < 20, elapsed  # the 60 s window did not have to pass

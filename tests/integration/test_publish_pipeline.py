@@ -5,13 +5,13 @@ import asyncio
 import os
 import signal
 
-import nats
 import pytest
 
 from router import errors
 from router.bus import publishing
 from router.bus.connection import Bus
 from router.config import settings as settings_mod
+from tests.support import routers
 
 
 @pytest.fixture
@@ -72,14 +72,8 @@ async def test_no_answer_is_unavailable_within_the_timeout_and_a_late_ack_is_dro
     assert all(isinstance(r, errors.BusUnavailable) and "TimeoutError" in r.detail for r in results)
     assert waited < 5
     assert bus._acks._waiting == {}  # nothing kept for the acks that come after the timeout
-    nc = await nats.connect(nats_server.url)  # the server stored them once it ran again
-    try:
-        for _ in range(100):
-            if (await nc.jetstream().stream_info("TR_EVENTS")).state.messages == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert (await nc.jetstream().stream_info("TR_EVENTS")).state.messages == 3
-    finally:
-        await nc.close()
+    async def all_three_stored() -> bool:  # the server stored them once it ran again
+        return await stored(bus, "TR_EVENTS") == 3
+    await routers.until(all_three_stored, 5, "the three messages stored after SIGCONT")
     retried = await bus.send_many([message("tr.events.pipe", n) for n in range(3)])
     assert all(r.duplicate for r in retried)  # the sender's retry after its 503 is deduplicated
