@@ -127,14 +127,24 @@ class EventRouter:
         planned: list[tuple[int, runs.RunRecord]] = []
         for index, msg in enumerate(messages):
             try:
-                plan = self._plan(msg, matcher)
+                event = nats_binding.from_message(msg.headers, msg.data)
+            except errors.BadRequest as exc:
+                slow[index] = asyncio.ensure_future(self._undecodable(msg, exc))
+                continue
+            try:
+                # A task started inside takes these fields with it (it copies the context).
+                with logcontext.bound(event_id=event.id, event_type=event.type, source=event.source,
+                                      trace_id=tracecontext.trace_id(tracecontext.of(event))):
+                    rules = matcher.match(event)
+                    if any(rule.correlation is not None or admission_mod.Admission.applies(rule) for rule in rules):
+                        slow[index] = asyncio.ensure_future(self._route(msg, event, rules))
+                        continue
+                    where = (msg.metadata.stream, msg.metadata.sequence.stream)
+                    for rule in rules:
+                        metrics.matched(rule.name)
+                        planned.append((index, self._record(rule, event, where)))
             except Exception as exc:  # noqa: BLE001 - one event's bug must not fail its batch
                 results[index] = exc
-                continue
-            if plan is None:
-                slow[index] = asyncio.ensure_future(self._route(msg, matcher))
-            else:
-                planned += [(index, record) for record in plan]
         outgoing: list[tuple[int, publishing.Outgoing]] = []
         for index, record in planned:
             try:
@@ -150,36 +160,15 @@ class EventRouter:
                 results[index] = result
         return results
 
-    def _plan(self, msg: Msg, matcher: Matcher) -> list[runs.RunRecord] | None:
-        """The runs of an event that needs no policy store, no join and no dead letter; None otherwise."""
-        try:
-            event = nats_binding.from_message(msg.headers, msg.data)
-        except errors.BadRequest:
-            return None
-        with logcontext.bound(event_id=event.id, event_type=event.type, source=event.source,
-                              trace_id=tracecontext.trace_id(tracecontext.of(event))):
-            rules = matcher.match(event)
-            if any(rule.correlation is not None or admission_mod.Admission.applies(rule) for rule in rules):
-                return None
-            where = (msg.metadata.stream, msg.metadata.sequence.stream)
-            records = []
-            for rule in rules:
-                metrics.matched(rule.name)
-                records.append(self._record(rule, event, where))
-            return records
+    async def _undecodable(self, msg: Msg, exc: errors.BadRequest) -> object:
+        await self._dead(msg, f"undecodable CloudEvent: {exc.detail}")
+        return DEAD
 
-    async def _route(self, msg: Msg, matcher: Matcher) -> object:
-        try:
-            event = nats_binding.from_message(msg.headers, msg.data)
-        except errors.BadRequest as exc:
-            await self._dead(msg, f"undecodable CloudEvent: {exc.detail}")
-            return DEAD
-        # Each _route runs in a task of its own (gather), so these fields stay with this event.
-        logcontext.bind(event_id=event.id, event_type=event.type, source=event.source,
-                        trace_id=tracecontext.trace_id(tracecontext.of(event)))
+    async def _route(self, msg: Msg, event: events.CloudEvent, rules: list[Rule]) -> None:
+        """The runs of an event some of whose rules need the policy store or a join."""
         where = (msg.metadata.stream, msg.metadata.sequence.stream)
         records = []
-        for rule in matcher.match(event):
+        for rule in rules:
             metrics.matched(rule.name)
             if rule.correlation is None:
                 batch = [self._record(rule, event, where)]
@@ -191,9 +180,8 @@ class EventRouter:
                 for record in batch:
                     await self.admission.admit(rule, record, event, msg.metadata.sequence.stream)
             records += batch
-        if not records:
-            return None
-        await asyncio.gather(*(self._store(record) for record in records))
+        if records:
+            await asyncio.gather(*(self._store(record) for record in records))
 
     async def _store(self, record: runs.RunRecord) -> None:
         await self.bus.send(self._encoded(record))
